@@ -1,0 +1,147 @@
+"""Bound propagation on the graph: IBP forward, CROWN backward, batched over B input boxes.
+
+A BoundState holds, for one batch of boxes, the bounds (l, u) of every tensor and the linear
+relaxations of the nonlinear nodes built from them. `backward` computes lower bounds of
+C . h_start for any node by the CROWN backward pass; `crown` tightens the inputs of every
+nonlinear node that way, in topological order, then bounds the output.
+"""
+from __future__ import annotations
+
+import torch
+
+from verifier.graph.ir import Graph
+from verifier.ops import RULES
+
+# Largest number of lam elements one backward pass may hold at a node (memory budget).
+_MAX_LAM_ELEMENTS = 2 ** 25
+
+
+class BoundState:
+    def __init__(self, graph: Graph, lo: torch.Tensor, hi: torch.Tensor):
+        self.graph = graph
+        self.lo = lo.reshape(lo.shape[0], *graph.input_shape)
+        self.hi = hi.reshape(hi.shape[0], *graph.input_shape)
+        self.bounds: dict[str, tuple[torch.Tensor, torch.Tensor]] = {graph.input_name: (self.lo, self.hi)}
+        self._relaxations: dict[str, tuple] = {}
+
+    @property
+    def batch(self) -> int:
+        return self.lo.shape[0]
+
+    def shape_of(self, name: str):
+        return self.graph.shape_of(name)
+
+    def set_bounds(self, name: str, l: torch.Tensor, u: torch.Tensor) -> None:
+        self.bounds[name] = (l, u)
+        for node in self.graph.nodes:  # relaxations built on the old bounds are stale
+            if name in node.inputs:
+                self._relaxations.pop(node.name, None)
+
+    def relaxation(self, node):
+        if node.name not in self._relaxations:
+            l, u = self.bounds[node.inputs[0]]
+            self._relaxations[node.name] = RULES[node.op].relax(node, l, u)
+        return self._relaxations[node.name]
+
+    def ibp_node(self, node):
+        return RULES[node.op].ibp(node, *(self.bounds[i] for i in node.inputs))
+
+
+def ibp(graph: Graph, lo: torch.Tensor, hi: torch.Tensor) -> BoundState:
+    state = BoundState(graph, lo, hi)
+    for node in graph.nodes:
+        state.bounds[node.name] = state.ibp_node(node)
+    return state
+
+
+def backward(state: BoundState, start: str, C: torch.Tensor) -> torch.Tensor:
+    """Lower bound (B, m) of C . h_start over the box, with C of shape (B, m, *shape(start))."""
+    graph = state.graph
+    lams = {start: C}
+    bias = C.new_zeros(C.shape[:2])
+    started = False
+    for node in reversed(graph.nodes):
+        started = started or node.name == start
+        if not started or node.name not in lams:
+            continue
+        lam_inputs, node_bias = RULES[node.op].backward(node, lams.pop(node.name), state)
+        if node_bias is not None:
+            bias = bias + node_bias
+        for name, lam in zip(node.inputs, lam_inputs):
+            if lam is not None:
+                lams[name] = lams[name] + lam if name in lams else lam
+    lam_x = lams.get(graph.input_name)
+    if lam_x is None:
+        return bias
+    return bias + concretize_lower(lam_x, state.lo, state.hi)
+
+
+def concretize_lower(lam: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """min over the box of lam . x: (B, m)."""
+    lam = lam.flatten(2)
+    centre, radius = ((hi + lo) / 2).flatten(1), ((hi - lo) / 2).flatten(1)
+    return torch.einsum("bmn,bn->bm", lam, centre) - torch.einsum("bmn,bn->bm", lam.abs(), radius)
+
+
+def bound_rows(state: BoundState, name: str, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """CROWN lower and upper bounds (B, k) of the elements `rows` (flat indices) of a node."""
+    shape = state.shape_of(name)
+    size = max(1, int(torch.tensor(shape).prod()))
+    widest = max([size] + [n.size for n in state.graph.nodes])
+    chunk = max(1, _MAX_LAM_ELEMENTS // (2 * state.batch * widest))
+    lowers, uppers = [], []
+    for part in rows.split(chunk):
+        k = part.numel()
+        C = state.lo.new_zeros(state.batch, 2 * k, size)
+        eye = torch.arange(k, device=C.device)
+        C[:, eye, part] = 1.0
+        C[:, eye + k, part] = -1.0
+        lb = backward(state, name, C.reshape(state.batch, 2 * k, *shape))
+        lowers.append(lb[:, :k])
+        uppers.append(-lb[:, k:])
+    return torch.cat(lowers, 1), torch.cat(uppers, 1)
+
+
+def needs_tight_bounds(graph: Graph) -> dict[str, bool]:
+    """Inputs of nonlinear nodes -> whether only unstable rows matter (ReLU-only readers)."""
+    result: dict[str, bool] = {}
+    for node in graph.nodes:
+        if RULES[node.op].nonlinear:
+            name = node.inputs[0]
+            result[name] = result.get(name, True) and node.op == "relu"
+    return result
+
+
+def crown(graph: Graph, lo: torch.Tensor, hi: torch.Tensor, state: BoundState | None = None) -> BoundState:
+    """IBP everywhere, then CROWN on every input of a nonlinear node, in topological order."""
+    state = state or BoundState(graph, lo, hi)
+    targets = needs_tight_bounds(graph)
+    for node in graph.nodes:
+        l, u = state.ibp_node(node)
+        if node.name in state.bounds:  # keep what is already known (e.g. from a parent domain)
+            l = torch.maximum(l, state.bounds[node.name][0])
+            u = torch.minimum(u, state.bounds[node.name][1])
+        state.set_bounds(node.name, l, u)
+        if node.name in targets:
+            tighten(state, node.name, unstable_only=targets[node.name])
+    return state
+
+
+def tighten(state: BoundState, name: str, unstable_only: bool) -> None:
+    l, u = state.bounds[name]
+    flat_l, flat_u = l.flatten(1), u.flatten(1)
+    mask = (flat_l < 0) & (flat_u > 0) if unstable_only else torch.ones_like(flat_l, dtype=torch.bool)
+    rows = mask.any(0).nonzero().flatten()
+    if rows.numel() == 0:
+        return
+    new_l, new_u = bound_rows(state, name, rows)
+    flat_l, flat_u = flat_l.clone(), flat_u.clone()
+    flat_l[:, rows] = torch.maximum(flat_l[:, rows], new_l)
+    flat_u[:, rows] = torch.minimum(flat_u[:, rows], new_u)
+    state.set_bounds(name, flat_l.reshape(l.shape), flat_u.reshape(u.shape))
+
+
+def output_lower_bounds(state: BoundState, C: torch.Tensor) -> torch.Tensor:
+    """Lower bounds (B, m) of C y for the graph output y, C of shape (B, m, n_out)."""
+    graph = state.graph
+    return backward(state, graph.output_name, C.reshape(C.shape[0], C.shape[1], *graph.output_shape))

@@ -1,0 +1,101 @@
+"""The verifier's graph IR: a few verifier ops in topological order, shapes known.
+
+Every tensor carries a leading batch dimension that is not part of the model: a node with
+per-sample shape S holds tensors of shape (B, *S). S is the ONNX shape with symbolic
+dimensions set to 1, so a model exported with batch size 1 still evaluates a batch of inputs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class Node:
+    name: str  # name of the tensor this node produces
+    op: str  # key into verifier.ops.RULES
+    inputs: list[str]  # names of the variable tensors it reads
+    shape: tuple[int, ...]  # per-sample output shape
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # constant operands
+    attrs: dict = field(default_factory=dict)  # non-tensor attributes
+    onnx_name: str = ""  # the ONNX node it came from, for messages
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+@dataclass
+class Graph:
+    input_name: str
+    input_shape: tuple[int, ...]
+    output_name: str
+    nodes: list[Node]  # topological order; excludes the input
+    onnx_input_dtype: str = "float32"
+    _cast_cache: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        self.by_name = {n.name: n for n in self.nodes}
+
+    @property
+    def input_size(self) -> int:
+        n = 1
+        for d in self.input_shape:
+            n *= d
+        return n
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return self.shape_of(self.output_name)
+
+    @property
+    def output_size(self) -> int:
+        n = 1
+        for d in self.output_shape:
+            n *= d
+        return n
+
+    def shape_of(self, name: str) -> tuple[int, ...]:
+        return self.input_shape if name == self.input_name else self.by_name[name].shape
+
+    def consumers(self) -> dict[str, list[Node]]:
+        users: dict[str, list[Node]] = {self.input_name: []}
+        for node in self.nodes:
+            users.setdefault(node.name, [])
+            for name in node.inputs:
+                users[name].append(node)
+        return users
+
+    def to(self, dtype: torch.dtype, device: torch.device | str = "cpu") -> "Graph":
+        """A copy whose constant tensors live on `device` with `dtype` (cached)."""
+        key = (dtype, str(device))
+        if key not in self._cast_cache:
+            nodes = [
+                Node(n.name, n.op, n.inputs, n.shape,
+                     {k: v.to(device=device, dtype=dtype) if v.is_floating_point() else v.to(device)
+                      for k, v in n.tensors.items()},
+                     n.attrs, n.onnx_name)
+                for n in self.nodes
+            ]
+            self._cast_cache[key] = Graph(self.input_name, self.input_shape, self.output_name,
+                                          nodes, self.onnx_input_dtype)
+        return self._cast_cache[key]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        for n in self.nodes:
+            for v in n.tensors.values():
+                if v.is_floating_point():
+                    return v.dtype
+        return torch.float32
+
+    @property
+    def device(self) -> torch.device:
+        for n in self.nodes:
+            for v in n.tensors.values():
+                return v.device
+        return torch.device("cpu")

@@ -1,0 +1,131 @@
+"""Elementwise activations: ReLU, Sigmoid, Tanh.
+
+Each has its evaluation, IBP (monotone), and a linear relaxation
+    a_L x + b_L <= f(x) <= a_U x + b_U   for x in [l, u]
+from which the shared backward rule is built.
+"""
+from __future__ import annotations
+
+import torch
+
+from verifier.ops.base import Rule
+
+
+class Activation(Rule):
+    nonlinear = True
+    fn = None
+
+    def forward(self, node, x):
+        return self.fn(x)
+
+    def ibp(self, node, bounds):
+        l, u = bounds
+        return self.fn(l), self.fn(u)
+
+    def relax(self, node, l, u):
+        """(a_L, b_L, a_U, b_U), each shaped like l."""
+        raise NotImplementedError
+
+    def backward(self, node, lam, state):
+        a_lo, b_lo, a_up, b_up = state.relaxation(node)
+        pos, neg = lam.clamp(min=0), lam.clamp(max=0)
+        lam_in = pos * a_lo + neg * a_up
+        bias = (pos * b_lo + neg * b_up).flatten(2).sum(-1)
+        return [lam_in], bias
+
+
+class Relu(Activation):
+    fn = staticmethod(torch.relu)
+
+    def relax(self, node, l, u):
+        return relu_relaxation(l, u, lower_slope=None)
+
+
+def relu_relaxation(l, u, lower_slope=None):
+    """Triangle relaxation; the lower slope defaults to the adaptive choice (1 if u > -l else 0)."""
+    active, unstable = l >= 0, (l < 0) & (u > 0)
+    width = (u - l).clamp(min=torch.finfo(l.dtype).tiny)
+    chord = torch.where(unstable, u / width, active.to(l.dtype))
+    up_bias = torch.where(unstable, -l * chord, torch.zeros_like(l))
+    if lower_slope is None:
+        lower_slope = (u > -l).to(l.dtype)
+    lo_slope = torch.where(unstable, lower_slope, active.to(l.dtype))
+    return lo_slope, torch.zeros_like(l), chord, up_bias
+
+
+class SShaped(Activation):
+    """Sigmoid and tanh: convex below 0, concave above 0, increasing."""
+
+    derivative = None
+    reflected = None  # h(x) = -f(-x), whose upper line gives f's lower line
+
+    def relax(self, node, l, u):
+        dtype = l.dtype
+        l64, u64 = l.double(), u.double()
+        a_up, b_up = upper_line(self.fn, self.derivative, l64, u64)
+        a_neg, b_neg = upper_line(self.reflected, self.derivative, -u64, -l64)
+        a_lo, b_lo = a_neg, -b_neg
+        return a_lo.to(dtype), b_lo.to(dtype), a_up.to(dtype), b_up.to(dtype)
+
+
+class Sigmoid(SShaped):
+    fn = staticmethod(torch.sigmoid)
+    derivative = staticmethod(lambda x: torch.sigmoid(x) * (1 - torch.sigmoid(x)))
+    reflected = staticmethod(lambda x: torch.sigmoid(x) - 1)
+
+
+class Tanh(SShaped):
+    fn = staticmethod(torch.tanh)
+    derivative = staticmethod(lambda x: 1 - torch.tanh(x) ** 2)
+    reflected = staticmethod(torch.tanh)
+
+
+_BISECTION_STEPS = 60
+_GRID = 65
+_TINY_WIDTH = 1e-6
+
+
+def upper_line(f, df, l, u):
+    """A sound upper line of an S-shaped f on [l, u] (float64), by cases on the sign of l, u.
+
+    u <= 0 (convex part): the chord. l >= 0 (concave part): the tangent at the midpoint.
+    l < 0 < u: the chord if it lies above f (the tangent at u passes below (l, f(l))),
+    else the line through (l, f(l)) tangent at d in (0, u], with d taken from the upper end of
+    a bisection bracket: tangents at any d' >= d stay above f on [l, u].
+    Very narrow intervals get the constant f(u). A dense-grid check then lifts the line by any
+    violation it finds, plus a small margin.
+    """
+    fl, fu = f(l), f(u)
+    width = u - l
+    chord_slope = (fu - fl) / width.clamp(min=1e-300)
+    chord_bias = fl - chord_slope * l
+    mid = (l + u) / 2
+    slope, bias = df(mid), f(mid) - df(mid) * mid  # tangent at the midpoint
+
+    def miss_at_l(d):  # tangent at d, evaluated at l, minus f(l); increasing in d > 0
+        return f(d) + df(d) * (l - d) - fl
+
+    chord_ok = miss_at_l(u) <= 0
+    lo_d, hi_d = torch.zeros_like(u), u.clone()
+    for _ in range(_BISECTION_STEPS):
+        probe = (lo_d + hi_d) / 2
+        above = miss_at_l(probe) >= 0
+        hi_d = torch.where(above, probe, hi_d)
+        lo_d = torch.where(above, lo_d, probe)
+    tangent_slope, tangent_bias = df(hi_d), f(hi_d) - df(hi_d) * hi_d
+
+    use_chord = (u <= 0) | ((l < 0) & chord_ok)
+    use_tangent_d = (l < 0) & (u > 0) & ~chord_ok
+    slope = torch.where(use_chord, chord_slope, torch.where(use_tangent_d, tangent_slope, slope))
+    bias = torch.where(use_chord, chord_bias, torch.where(use_tangent_d, tangent_bias, bias))
+    narrow = width < _TINY_WIDTH
+    slope = torch.where(narrow, torch.zeros_like(slope), slope)
+    bias = torch.where(narrow, fu, bias)
+    return slope, bias + _grid_violation(f, l, u, slope, bias) + 1e-9
+
+
+def _grid_violation(f, l, u, slope, bias):
+    t = torch.linspace(0, 1, _GRID, dtype=l.dtype, device=l.device)
+    xs = l.unsqueeze(-1) + (u - l).unsqueeze(-1) * t
+    gap = f(xs) - (slope.unsqueeze(-1) * xs + bias.unsqueeze(-1))
+    return gap.amax(-1).clamp(min=0)

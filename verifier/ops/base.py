@@ -1,0 +1,58 @@
+"""The interface every op family implements, and helpers shared by the rules.
+
+Conventions: a value or bound of a node is a tensor (B, *shape); a linear-bound coefficient
+`lam` on a node is a tensor (B, m, *shape), for m bound rows. `backward` maps the lam on a
+node's output to one lam per variable input (None where nothing flows) plus a bias (B, m)
+(or None), so that lam . out >= sum_i lam_i . in_i + bias holds over the input bounds.
+"""
+from __future__ import annotations
+
+import torch
+
+
+class Rule:
+    nonlinear = False  # needs bounds on its input for a relaxation
+
+    def forward(self, node, *xs):
+        raise NotImplementedError
+
+    def ibp(self, node, *bounds):
+        raise NotImplementedError
+
+    def backward(self, node, lam, state):
+        raise NotImplementedError
+
+
+class LinearRule(Rule):
+    """An affine op: IBP by centre and radius, through `forward` and `forward_abs`."""
+
+    def forward_abs(self, node, r):
+        """The op's linear part with absolute coefficients applied to a radius r >= 0."""
+        raise NotImplementedError
+
+    def ibp(self, node, *bounds):
+        (l, u), = bounds
+        centre = self.forward(node, (l + u) / 2)
+        radius = self.forward_abs(node, (u - l) / 2)
+        return centre - radius, centre + radius
+
+
+def sum_to_shape(t: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Sum the broadcast dimensions of t away so that it has `shape` (a trailing match)."""
+    extra = t.dim() - len(shape)
+    if extra > 0:
+        t = t.sum(dim=tuple(range(extra)))
+    dims = tuple(i for i, s in enumerate(shape) if s == 1 and t.shape[i] != 1)
+    if dims:
+        t = t.sum(dim=dims, keepdim=True)
+    return t
+
+
+def lam_to_input_shape(lam: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Tensor:
+    """Reduce lam (B, m, *out) onto a broadcast input of per-sample shape in_shape."""
+    return sum_to_shape(lam, (lam.shape[0], lam.shape[1], *in_shape))
+
+
+def bias_of(lam: torch.Tensor, const: torch.Tensor) -> torch.Tensor:
+    """lam . const summed over the per-sample dims: (B, m)."""
+    return (lam * const).flatten(2).sum(-1)

@@ -1,0 +1,97 @@
+"""Affine ops: matrix products, convolutions, elementwise scale and shift, sums of tensors."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from verifier.ops.base import LinearRule, bias_of, lam_to_input_shape
+
+
+class MatMul(LinearRule):
+    """x @ W + b over the last axis; W (k, n), b broadcast to the output or absent."""
+
+    def forward(self, node, x):
+        y = x @ node.tensors["W"]
+        return y + node.tensors["b"] if "b" in node.tensors else y
+
+    def forward_abs(self, node, r):
+        return r @ node.tensors["W"].abs()
+
+    def backward(self, node, lam, state):
+        bias = bias_of(lam, node.tensors["b"]) if "b" in node.tensors else None
+        return [lam @ node.tensors["W"].T], bias
+
+
+_CONV = {1: F.conv1d, 2: F.conv2d}
+_CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d}
+
+
+class Conv(LinearRule):
+    """Conv1d/Conv2d with symmetric padding; leading dims of the tensor are folded into the batch."""
+
+    def _apply(self, node, x, weight, bias):
+        nd = node.attrs["spatial_dims"]
+        lead = x.shape[: x.dim() - nd - 1]
+        y = _CONV[nd](x.reshape(-1, *x.shape[-nd - 1:]), weight, bias, node.attrs["stride"],
+                      node.attrs["padding"], node.attrs["dilation"], node.attrs["groups"])
+        return y.reshape(*lead, *y.shape[1:])
+
+    def forward(self, node, x):
+        return self._apply(node, x, node.tensors["W"], node.tensors.get("b"))
+
+    def forward_abs(self, node, r):
+        return self._apply(node, r, node.tensors["W"].abs(), None)
+
+    def backward(self, node, lam, state):
+        nd = node.attrs["spatial_dims"]
+        in_shape = state.shape_of(node.inputs[0])
+        out_spatial, in_spatial = node.shape[-nd:], in_shape[-nd:]
+        W = node.tensors["W"]
+        s, p, d = node.attrs["stride"], node.attrs["padding"], node.attrs["dilation"]
+        out_pad = [in_spatial[i] - ((out_spatial[i] - 1) * s[i] - 2 * p[i] + d[i] * (W.shape[2 + i] - 1) + 1)
+                   for i in range(nd)]
+        flat = lam.reshape(-1, *node.shape[-nd - 1:])
+        lam_in = _CONV_T[nd](flat, W, None, s, p, out_pad, node.attrs["groups"], d)
+        lam_in = lam_in.reshape(*lam.shape[:2], *in_shape)
+        bias = None
+        if "b" in node.tensors:
+            b = node.tensors["b"].reshape(-1, *([1] * nd))
+            bias = bias_of(lam, b)
+        return [lam_in], bias
+
+
+class Affine(LinearRule):
+    """x * scale + shift with constant tensors broadcast against x (Mul, Div, Add, Sub, BN)."""
+
+    def forward(self, node, x):
+        t = node.tensors
+        y = x * t["scale"] if "scale" in t else x
+        return y + t["shift"] if "shift" in t else y
+
+    def forward_abs(self, node, r):
+        return r * node.tensors["scale"].abs() if "scale" in node.tensors else r
+
+    def backward(self, node, lam, state):
+        t = node.tensors
+        bias = bias_of(lam, t["shift"]) if "shift" in t else None
+        scaled = lam * t["scale"] if "scale" in t else lam
+        return [lam_to_input_shape(scaled, state.shape_of(node.inputs[0]))], bias
+
+
+class Add(LinearRule):
+    """x + sign * y for two variable tensors (sign is +1 for Add, -1 for Sub)."""
+
+    def forward(self, node, x, y):
+        return x + y if node.attrs["sign"] > 0 else x - y
+
+    def ibp(self, node, bx, by):
+        (lx, ux), (ly, uy) = bx, by
+        if node.attrs["sign"] > 0:
+            return lx + ly, ux + uy
+        return lx - uy, ux - ly
+
+    def backward(self, node, lam, state):
+        x, y = node.inputs
+        lam_y = lam if node.attrs["sign"] > 0 else -lam
+        return [lam_to_input_shape(lam, state.shape_of(x)),
+                lam_to_input_shape(lam_y, state.shape_of(y))], None
