@@ -36,6 +36,7 @@ class Graph:
     output_name: str
     nodes: list[Node]  # topological order; excludes the input
     onnx_input_dtype: str = "float32"
+    path: str = ""  # the ONNX file it was loaded from
     _cast_cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -82,8 +83,20 @@ class Graph:
                 for n in self.nodes
             ]
             self._cast_cache[key] = Graph(self.input_name, self.input_shape, self.output_name,
-                                          nodes, self.onnx_input_dtype)
+                                          nodes, self.onnx_input_dtype, self.path)
         return self._cast_cache[key]
+
+    def multiply_adds(self) -> int:
+        """Rough cost of evaluating one sample."""
+        total = 0
+        for n in self.nodes:
+            if n.op == "matmul":
+                total += n.size * n.tensors["W"].shape[0]
+            elif n.op == "conv":
+                total += n.size * n.tensors["W"][0].numel()
+            else:
+                total += n.size
+        return total
 
     @property
     def dtype(self) -> torch.dtype:

@@ -32,3 +32,13 @@ class Region:
     @property
     def n_outputs(self) -> int:
         return int(self.disjuncts[0].C.shape[1]) if self.disjuncts else 0
+
+
+def stack_rows(region: Region) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All disjuncts' rows in one system: C (m, n_out), d (m,), owner (m,) = disjunct index."""
+    n_out = region.n_outputs
+    C = np.concatenate([dj.C for dj in region.disjuncts]) if region.disjuncts else np.zeros((0, n_out))
+    d = np.concatenate([dj.d for dj in region.disjuncts]) if region.disjuncts else np.zeros(0)
+    owner = np.concatenate([np.full(len(dj.d), k) for k, dj in enumerate(region.disjuncts)]
+                           ) if region.disjuncts else np.zeros(0, dtype=int)
+    return C.astype(np.float64), d.astype(np.float64), owner.astype(np.int64)

@@ -24,7 +24,9 @@ import numpy as np
 from verifier.errors import SpecError
 from verifier.spec.region import Disjunct, Region
 
-MAX_BRANCHES = 100_000
+__all__ = ["MAX_BRANCHES", "parse_vnnlib", "parse_vnnlib_text"]
+
+MAX_BRANCHES = 100_000  # DNF branches after expanding every (or); more is an error
 
 _TOKEN = re.compile(r";[^\n]*|[()]|[^\s();]+")
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")

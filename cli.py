@@ -1,0 +1,11 @@
+#!/usr/bin/env python3
+"""Entry point: python cli.py verify MODEL.onnx SPEC.vnnlib [--timeout S] [--out RESULT]."""
+import sys
+import time
+
+STARTED = time.monotonic()
+
+if __name__ == "__main__":
+    from verifier.cli import main
+
+    sys.exit(main(sys.argv[1:], started=STARTED))

@@ -1,0 +1,66 @@
+"""The Python API: load a model and a spec, compute bounds, verify."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from verifier.graph.ir import Graph
+from verifier.options import Options
+from verifier.result import Result
+from verifier.spec.region import Region
+
+
+def load_model(path: str | Path) -> Graph:
+    from verifier.graph.onnx_loader import load_onnx
+
+    return load_onnx(path)
+
+
+def load_spec(path: str | Path, graph: Graph | None = None) -> list[Region]:
+    from verifier.spec.vnnlib import parse_vnnlib
+
+    if graph is None:
+        return parse_vnnlib(path)
+    return parse_vnnlib(path, n_inputs=graph.input_size, n_outputs=graph.output_size)
+
+
+def bounds(model, box, method: str = "crown", device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper bounds of every model output over an input box.
+
+    model: a Graph or an ONNX path; box: a Region or a pair (lo, hi) of flat arrays.
+    method: "ibp" or "crown". Bounds are computed in float64.
+    """
+    from verifier.bounds.engine import crown, ibp, output_lower_bounds
+
+    graph = load_model(model) if not isinstance(model, Graph) else model
+    graph = graph.to(torch.float64, device)
+    lo, hi = (box.lo, box.hi) if isinstance(box, Region) else box
+    lo = torch.as_tensor(np.asarray(lo, dtype=np.float64), device=device).reshape(1, -1)
+    hi = torch.as_tensor(np.asarray(hi, dtype=np.float64), device=device).reshape(1, -1)
+    if method == "ibp":
+        l, u = ibp(graph, lo, hi).bounds[graph.output_name]
+        return l.flatten().cpu().numpy(), u.flatten().cpu().numpy()
+    if method != "crown":
+        raise ValueError(f"unknown bound method '{method}' (ibp, crown)")
+    state = crown(graph, lo, hi)
+    n = graph.output_size
+    eye = torch.eye(n, dtype=torch.float64, device=device)
+    lower = output_lower_bounds(state, torch.cat([eye, -eye]).unsqueeze(0))[0]
+    return lower[:n].cpu().numpy(), (-lower[n:]).cpu().numpy()
+
+
+def verify(model_path: str | Path, spec_path: str | Path, timeout: float = 300.0,
+           started: float | None = None, **options) -> Result:
+    """Decide whether the ONNX model violates the VNN-LIB property: sat, unsat, unknown or timeout."""
+    from verifier.attack.replay import OnnxRunner
+    from verifier.pipeline import Query, run
+
+    started = time.monotonic() if started is None else started
+    opts = Options(timeout=timeout, **options)
+    graph = load_model(model_path)
+    regions = load_spec(spec_path, graph)
+    query = Query(graph, regions, OnnxRunner(str(model_path)), opts, started)
+    return run(query)

@@ -1,0 +1,103 @@
+"""Falsification by projected gradient descent on the spec margin, batched over restarts and
+disjuncts. It only proposes candidates; `verifier.decide.confirm_counterexample` decides.
+
+The margin of an input for disjunct k is max_r (C_k y - d_k)_r: the input is a counterexample
+for k when it is <= 0. Each restart attacks one disjunct; restarts start from the box centre,
+random points and random corners, and take signed-gradient steps of a shrinking size.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+
+from verifier.graph.evaluate import evaluate
+from verifier.spec.region import Region
+
+# Threshold of a padding row: its margin is -1e30, so it never binds; a disjunct with no rows
+# at all is then met by every output, as it should be.
+_PADDING_THRESHOLD = 1e30
+
+
+def disjunct_tensors(region: Region, device, dtype):
+    """C (K, R, n_out) and d (K, R) padded to the widest disjunct with rows that never bind."""
+    K = len(region.disjuncts)
+    R = max(1, max(len(dj.d) for dj in region.disjuncts))
+    C = torch.zeros(K, R, region.n_outputs, dtype=dtype, device=device)
+    d = torch.full((K, R), _PADDING_THRESHOLD, dtype=dtype, device=device)
+    for k, dj in enumerate(region.disjuncts):
+        C[k, : len(dj.d)] = torch.as_tensor(dj.C, dtype=dtype)
+        d[k, : len(dj.d)] = torch.as_tensor(dj.d, dtype=dtype)
+    return C, d
+
+
+def margins(y: torch.Tensor, C: torch.Tensor, d: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
+    """Margin (N,) of outputs y (N, n_out) for disjunct `which` (N,)."""
+    rows = torch.einsum("nro,no->nr", C[which], y) - d[which]
+    return rows.amax(-1)
+
+
+def pgd_candidates(graph, region: Region, restarts: int, steps: int, deadline: float,
+                   seed: int = 0, pool_size: int = 0):
+    """Yield batches of candidate inputs (numpy float64, flat) whose margin reached <= 0.
+
+    With pool_size > 0, that many random points are scored first: hits among them are
+    yielded at once, and the best of them per disjunct become the PGD starting points.
+    """
+    device, dtype = graph.device, graph.dtype
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    lo = torch.as_tensor(region.lo, dtype=dtype, device=device)
+    hi = torch.as_tensor(region.hi, dtype=dtype, device=device)
+    C, d = disjunct_tensors(region, device, dtype)
+    K = C.shape[0]
+    which = torch.arange(K, device=device).repeat(max(1, restarts // K))
+    x = _random_points(lo, hi, len(which), gen)
+    if pool_size > 0:
+        pool, pool_margins = _score_pool(graph, lo, hi, C, d, pool_size, gen)
+        best = pool_margins.min(1).values
+        hits = best <= 0
+        if hits.any():
+            yield pool[hits][best[hits].argsort()].cpu().double().numpy()
+        per_disjunct = len(which) // K
+        picks = pool_margins.topk(min(per_disjunct, len(pool)), dim=0, largest=False).indices
+        x[: picks.numel()] = pool[picks.T.reshape(-1)]
+        which[: picks.numel()] = torch.arange(K, device=device).repeat_interleave(picks.shape[0])
+    width = hi - lo
+    for step in range(steps + 1):
+        if time.monotonic() > deadline:
+            return
+        x = x.detach().requires_grad_(True)
+        margin = margins(evaluate(graph, x).reshape(len(x), -1), C, d, which)
+        hit = margin.detach() <= 0
+        if hit.any():
+            yield x.detach()[hit].cpu().double().numpy()
+        if step == steps:
+            return
+        (grad,) = torch.autograd.grad(margin.sum(), x)
+        size = 0.5 * width * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * step / steps))) / 4
+        x = torch.minimum(torch.maximum(x.detach() - size * grad.sign(), lo), hi)
+
+
+def _random_points(lo, hi, n, gen):
+    """The box centre, random corners and uniform random points."""
+    u = torch.rand(n, lo.numel(), generator=gen).to(lo)
+    points = lo + (hi - lo) * u
+    points[0] = (lo + hi) / 2
+    corners = slice(n // 2, n // 2 + n // 8)
+    points[corners] = torch.where(u[corners] < 0.5, lo, hi)
+    return points
+
+
+@torch.no_grad()
+def _score_pool(graph, lo, hi, C, d, size, gen, chunk=8192):
+    """Random points (P, n) and their margins (P, K) for every disjunct."""
+    pool = _random_points(lo, hi, size, gen)
+    K = C.shape[0]
+    scores = []
+    for part in pool.split(chunk):
+        y = evaluate(graph, part).reshape(len(part), -1)
+        rows = torch.einsum("kro,po->pkr", C, y) - d
+        scores.append(rows.amax(-1))
+    return pool, torch.cat(scores).reshape(len(pool), K)

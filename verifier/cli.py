@@ -1,0 +1,126 @@
+"""Command line: `python cli.py verify|bounds ...`. Heavy imports happen after argument parsing,
+so that `--help` is instant and the timeout clock covers everything."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+
+EXIT_USER_ERROR = 2
+_GRACE_SECONDS = 0.5  # the watchdog fires this long after the timeout if a stage overruns
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cli.py", description="Neural-network verifier (ONNX + VNN-LIB).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    v = sub.add_parser("verify", help="decide a property: sat, unsat, unknown or timeout")
+    v.add_argument("model", help="ONNX model")
+    v.add_argument("spec", help="VNN-LIB property")
+    v.add_argument("--timeout", type=float, default=300.0, help="seconds (default 300)")
+    v.add_argument("--out", help="write a VNN-COMP result file here")
+    v.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    v.add_argument("--seed", type=int, default=0)
+
+    b = sub.add_parser("bounds", help="bounds of every output over the spec's input boxes")
+    b.add_argument("model")
+    b.add_argument("spec")
+    b.add_argument("--method", choices=["ibp", "crown"], default="crown")
+    b.add_argument("--json", action="store_true", help="one JSON object per input box")
+    b.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    return parser
+
+
+class Reporter:
+    """Prints the verdict exactly once, from the main thread or from the timeout watchdog."""
+
+    def __init__(self, out_path: str | None):
+        self.out_path = out_path
+        self.lock = threading.Lock()
+        self.done = False
+
+    def report(self, text: str, note: str = "") -> bool:
+        with self.lock:
+            if self.done:
+                return False
+            self.done = True
+            if self.out_path:
+                with open(self.out_path, "w") as f:
+                    f.write(text)
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            if note:
+                print(note, file=sys.stderr, flush=True)
+            return True
+
+
+def _check_device(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            from verifier.errors import UserError
+
+            raise UserError("--device cuda: no CUDA device is available")
+
+
+def cmd_verify(args, started: float) -> int:
+    from verifier.errors import UserError
+
+    reporter = Reporter(args.out)
+
+    def on_timeout():
+        if reporter.report("timeout\n", f"timeout after {time.monotonic() - started:.1f} s"):
+            os._exit(0)
+
+    watchdog = threading.Timer(max(0.0, started + args.timeout + _GRACE_SECONDS - time.monotonic()), on_timeout)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        from verifier import api
+
+        _check_device(args.device)
+        result = api.verify(args.model, args.spec, timeout=args.timeout, started=started,
+                            device=args.device, seed=args.seed)
+    except UserError as e:
+        reporter.report("error\n", f"error: {e}")
+        return EXIT_USER_ERROR
+    except Exception:  # an internal bug: say so, with the traceback for the report
+        reporter.report("error\n", "internal error:\n" + traceback.format_exc())
+        return 1
+    reporter.report(result.result_file_text(), f"{result.verdict} ({result.stage}) in {result.time:.2f} s")
+    return 0
+
+
+def cmd_bounds(args) -> int:
+    from verifier import api
+
+    _check_device(args.device)
+    graph = api.load_model(args.model)
+    for k, region in enumerate(api.load_spec(args.spec, graph)):
+        lower, upper = api.bounds(graph, region, method=args.method, device=args.device)
+        if args.json:
+            print(json.dumps({"lower": lower.tolist(), "upper": upper.tolist()}))
+            continue
+        print(f"input box {k}:")
+        for j, (lo, hi) in enumerate(zip(lower, upper)):
+            print(f"  Y_{j}: [{lo:.9g}, {hi:.9g}]")
+    return 0
+
+
+def main(argv: list[str] | None = None, started: float | None = None) -> int:
+    started = time.monotonic() if started is None else started
+    args = build_parser().parse_args(argv)
+    if args.command == "verify":
+        return cmd_verify(args, started)
+    from verifier.errors import UserError
+
+    try:
+        return {"bounds": cmd_bounds}[args.command](args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR

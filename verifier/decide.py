@@ -1,0 +1,63 @@
+"""The two decisions that must be trusted; every other stage only proposes.
+
+- `confirm_counterexample`: sat only for an input inside the box (as float32, no tolerance)
+  whose output violates the property both in onnxruntime and in float64 evaluation.
+- `refuted_disjuncts`: unsat only from lower bounds computed in float64, each beating its
+  threshold by a margin that covers float64 rounding in the bound computation and the gap
+  between real arithmetic and the float32 execution of the network.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from verifier.graph.evaluate import evaluate
+from verifier.result import Witness
+from verifier.spec.region import Region
+
+RELATIVE_MARGIN = 1e-6
+
+
+def into_box_float32(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
+    """x as float32, nudged to lie inside [lo, hi] exactly; None when no float32 fits."""
+    x32 = np.clip(np.asarray(x, dtype=np.float64), lo, hi).astype(np.float32)
+    x32 = np.where(x32.astype(np.float64) < lo, np.nextafter(x32, np.float32(np.inf)), x32)
+    x32 = np.where(x32.astype(np.float64) > hi, np.nextafter(x32, np.float32(-np.inf)), x32)
+    inside = (x32.astype(np.float64) >= lo) & (x32.astype(np.float64) <= hi)
+    return x32 if inside.all() else None
+
+
+def violates(region: Region, y: np.ndarray) -> bool:
+    """Does output y lie in some disjunct's unsafe set C y <= d (no tolerance)?"""
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    return any(bool(np.all(dj.C @ y <= dj.d)) for dj in region.disjuncts)
+
+
+def confirm_counterexample(runner, graph64, region: Region, x: np.ndarray) -> Witness | None:
+    x32 = into_box_float32(x, region.lo, region.hi)
+    if x32 is None:
+        return None
+    y_ort = runner.run(x32)
+    if not violates(region, y_ort):
+        return None
+    x64 = torch.as_tensor(x32.astype(np.float64), device=graph64.device).reshape(1, -1)
+    y64 = evaluate(graph64, x64).reshape(-1).cpu().numpy()
+    if not violates(region, y64):
+        return None
+    return Witness(x32, y_ort.astype(np.float32))
+
+
+def refuted_disjuncts(lower: torch.Tensor, d: np.ndarray, owner: np.ndarray, n_disjuncts: int,
+                      output_scale: float) -> torch.Tensor:
+    """(B, K) bool: disjunct k is impossible in box b (some row's lower bound of C y beats d).
+
+    `lower` (B, m) must hold float64 lower bounds of the stacked rows C y.
+    """
+    if lower.dtype != torch.float64:
+        raise TypeError("unsat may only be decided from float64 bounds")
+    margin = RELATIVE_MARGIN * (1.0 + output_scale + float(np.abs(d).max(initial=0.0)))
+    d_t = torch.as_tensor(d, dtype=torch.float64, device=lower.device)
+    row_refuted = lower > d_t + margin
+    owner_t = torch.as_tensor(owner, device=lower.device)
+    hits = lower.new_zeros(lower.shape[0], n_disjuncts).index_add_(1, owner_t, row_refuted.double())
+    return hits > 0

@@ -1,0 +1,20 @@
+"""The one options object, built once (from CLI flags or keyword arguments) and passed down."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Options:
+    timeout: float = 300.0  # seconds for the whole query
+    device: str = "auto"  # "auto" (cuda when present), "cpu" or "cuda"
+    seed: int = 0
+    attack_restarts: int = 64
+    attack_steps: int = 100
+
+    def resolved_device(self) -> str:
+        import torch
+
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device

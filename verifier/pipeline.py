@@ -1,0 +1,105 @@
+"""The strategy: cheapest stages first, stop at the first verdict.
+
+attack (quick) -> CROWN -> attack (full) -> open regions are unknown. Later stages (alpha-CROWN,
+branch and bound, SDP, SMT) plug in after CROWN on the regions still open.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from verifier.attack.pgd import pgd_candidates
+from verifier.bounds.engine import crown, output_lower_bounds
+from verifier.decide import confirm_counterexample, refuted_disjuncts
+from verifier.options import Options
+from verifier.result import Result
+from verifier.spec.region import Region, stack_rows
+
+
+class Deadline(Exception):
+    """Raised inside a stage when the time budget is spent."""
+
+
+class Query:
+    """One verification query: the model in both precisions, the regions, the clock."""
+
+    def __init__(self, graph, regions: list[Region], runner, options: Options, started: float):
+        device = options.resolved_device()
+        self.graph32 = graph.to(torch.float32, device)
+        self.graph64 = graph.to(torch.float64, device)
+        self.regions = regions
+        self.runner = runner
+        self.options = options
+        self.started = started
+        self.deadline = started + options.timeout
+
+    def check_time(self):
+        if time.monotonic() > self.deadline:
+            raise Deadline()
+
+    def result(self, verdict: str, stage: str, witness=None) -> Result:
+        return Result(verdict, witness, time.monotonic() - self.started, stage)
+
+
+# Below this many multiply-adds per sample, one CPU thread beats two (no sync overhead).
+_SMALL_MODEL = 2_000_000
+# Multiply-adds spent on scoring random points before PGD.
+_POOL_BUDGET = 1e9
+
+
+def run(query: Query) -> Result:
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_flush_denormal(True)
+    if query.graph32.multiply_adds() < _SMALL_MODEL:
+        torch.set_num_threads(1)
+    try:
+        return _stages(query)
+    except Deadline:
+        return query.result("timeout", "deadline")
+
+
+def _stages(query: Query) -> Result:
+    opts = query.options
+    for region in query.regions:
+        witness = attack(query, region, restarts=min(16, opts.attack_restarts),
+                         steps=min(30, opts.attack_steps), pool_budget=_POOL_BUDGET / 10)
+        if witness is not None:
+            return query.result("sat", "attack", witness)
+    open_regions = [r for r in query.regions if not crown_proves(query, r)]
+    if not open_regions:
+        return query.result("unsat", "crown")
+    for i, region in enumerate(open_regions):
+        witness = attack(query, region, opts.attack_restarts, opts.attack_steps, seed=opts.seed + 1 + i)
+        if witness is not None:
+            return query.result("sat", "attack", witness)
+    return query.result("unknown", f"{len(open_regions)} of {len(query.regions)} regions open after crown")
+
+
+def attack(query: Query, region: Region, restarts: int, steps: int, seed: int | None = None,
+           pool_budget: float = _POOL_BUDGET):
+    seed = query.options.seed if seed is None else seed
+    pool = int(min(100_000, pool_budget / query.graph32.multiply_adds()))
+    for candidates in pgd_candidates(query.graph32, region, restarts, steps, query.deadline, seed, pool):
+        for x in candidates[:8]:
+            witness = confirm_counterexample(query.runner, query.graph64, region, x)
+            if witness is not None:
+                return witness
+    query.check_time()
+    return None
+
+
+def crown_proves(query: Query, region: Region) -> bool:
+    """Plain CROWN in float64 refutes every disjunct of the region."""
+    query.check_time()
+    C, d, owner = stack_rows(region)
+    graph = query.graph64
+    lo = torch.as_tensor(region.lo, dtype=torch.float64, device=graph.device).unsqueeze(0)
+    hi = torch.as_tensor(region.hi, dtype=torch.float64, device=graph.device).unsqueeze(0)
+    state = crown(graph, lo, hi)
+    query.check_time()
+    lower = output_lower_bounds(state, torch.as_tensor(C, device=graph.device).unsqueeze(0))
+    scale = float(lower.abs().max()) if lower.numel() else 0.0
+    return bool(refuted_disjuncts(lower, d, owner, len(region.disjuncts), scale).all())
