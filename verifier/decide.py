@@ -47,17 +47,20 @@ def confirm_counterexample(runner, graph64, region: Region, x: np.ndarray) -> Wi
     return Witness(x32, y_ort.astype(np.float32))
 
 
-def refuted_disjuncts(lower: torch.Tensor, d: np.ndarray, owner: np.ndarray, n_disjuncts: int,
-                      output_scale: float) -> torch.Tensor:
+def refuted_disjuncts(lower: torch.Tensor, d: torch.Tensor, owner: torch.Tensor,
+                      n_disjuncts: int) -> torch.Tensor:
     """(B, K) bool: disjunct k is impossible in box b (some row's lower bound of C y beats d).
 
-    `lower` (B, m) must hold float64 lower bounds of the stacked rows C y.
+    `lower` (B, m) must hold float64 lower bounds of the stacked rows C y; the margin scales
+    with the magnitude of the bounds and thresholds involved.
     """
     if lower.dtype != torch.float64:
         raise TypeError("unsat may only be decided from float64 bounds")
-    margin = RELATIVE_MARGIN * (1.0 + output_scale + float(np.abs(d).max(initial=0.0)))
-    d_t = torch.as_tensor(d, dtype=torch.float64, device=lower.device)
-    row_refuted = lower > d_t + margin
-    owner_t = torch.as_tensor(owner, device=lower.device)
+    finite = lower[torch.isfinite(lower)]
+    scale = float(finite.abs().max()) if finite.numel() else 0.0
+    d = d.to(torch.float64)
+    margin = RELATIVE_MARGIN * (1.0 + scale + float(d.abs().max()) if d.numel() else 1.0)
+    row_refuted = lower > d + margin
+    owner_t = owner.to(lower.device)
     hits = lower.new_zeros(lower.shape[0], n_disjuncts).index_add_(1, owner_t, row_refuted.double())
     return hits > 0

@@ -12,6 +12,7 @@ import torch
 
 from verifier.attack.pgd import pgd_candidates
 from verifier.bounds.engine import crown, output_lower_bounds
+from verifier.bounds.optimize import Spec
 from verifier.decide import confirm_counterexample, refuted_disjuncts
 from verifier.options import Options
 from verifier.result import Result
@@ -38,6 +39,14 @@ class Query:
     def check_time(self):
         if time.monotonic() > self.deadline:
             raise Deadline()
+
+    def confirm(self, region: Region, x: np.ndarray):
+        """The only way to a sat verdict: onnxruntime and float64 replay of x."""
+        return confirm_counterexample(self.runner, self.graph64, region, x)
+
+    def refuted(self, lower: torch.Tensor, spec: Spec) -> torch.Tensor:
+        """(B, K): the only way to unsat: float64 lower bounds beating each disjunct."""
+        return refuted_disjuncts(lower, spec.d, spec.owner, spec.n_disjuncts)
 
     def result(self, verdict: str, stage: str, witness=None) -> Result:
         return Result(verdict, witness, time.monotonic() - self.started, stage)
@@ -75,7 +84,40 @@ def _stages(query: Query) -> Result:
         witness = attack(query, region, opts.attack_restarts, opts.attack_steps, seed=opts.seed + 1 + i)
         if witness is not None:
             return query.result("sat", "attack", witness)
-    return query.result("unknown", f"{len(open_regions)} of {len(query.regions)} regions open after crown")
+    notes, verdicts = [], []
+    for region in open_regions:
+        outcome = branch_and_bound(query, region)
+        if outcome.verdict == "sat":
+            return query.result("sat", outcome.note, outcome.witness)
+        notes.append(outcome.note)
+        verdicts.append(outcome.verdict)
+    verdict = "unsat" if all(v == "unsat" for v in verdicts) else "unknown"
+    return query.result(verdict, "; ".join(notes))
+
+
+# Inputs up to this dimension are split directly (ACAS Xu has 5).
+_INPUT_SPLIT_MAX_DIM = 20
+
+
+def branch_and_bound(query: Query, region: Region):
+    from verifier.bab.input_split import input_split_bab
+
+    spec = make_spec(region, query.graph64.device)
+    if region.n_inputs <= _INPUT_SPLIT_MAX_DIM:
+        outcome = input_split_bab(query, region, spec)
+        outcome.note = outcome.note or f"input split ({outcome.domains} boxes)"
+        return outcome
+    from verifier.bab.relu_split import relu_split_bab
+
+    outcome = relu_split_bab(query, region, spec)
+    outcome.note = outcome.note or f"relu split ({outcome.domains} domains)"
+    return outcome
+
+
+def make_spec(region: Region, device) -> Spec:
+    C, d, owner = stack_rows(region)
+    return Spec(torch.as_tensor(C, device=device), torch.as_tensor(d, device=device),
+                torch.as_tensor(owner, device=device), len(region.disjuncts))
 
 
 def attack(query: Query, region: Region, restarts: int, steps: int, seed: int | None = None,
@@ -84,7 +126,7 @@ def attack(query: Query, region: Region, restarts: int, steps: int, seed: int | 
     pool = int(min(100_000, pool_budget / query.graph32.multiply_adds()))
     for candidates in pgd_candidates(query.graph32, region, restarts, steps, query.deadline, seed, pool):
         for x in candidates[:8]:
-            witness = confirm_counterexample(query.runner, query.graph64, region, x)
+            witness = query.confirm(region, x)
             if witness is not None:
                 return witness
     query.check_time()
@@ -94,12 +136,11 @@ def attack(query: Query, region: Region, restarts: int, steps: int, seed: int | 
 def crown_proves(query: Query, region: Region) -> bool:
     """Plain CROWN in float64 refutes every disjunct of the region."""
     query.check_time()
-    C, d, owner = stack_rows(region)
+    spec = make_spec(region, query.graph64.device)
     graph = query.graph64
     lo = torch.as_tensor(region.lo, dtype=torch.float64, device=graph.device).unsqueeze(0)
     hi = torch.as_tensor(region.hi, dtype=torch.float64, device=graph.device).unsqueeze(0)
     state = crown(graph, lo, hi)
     query.check_time()
-    lower = output_lower_bounds(state, torch.as_tensor(C, device=graph.device).unsqueeze(0))
-    scale = float(lower.abs().max()) if lower.numel() else 0.0
-    return bool(refuted_disjuncts(lower, d, owner, len(region.disjuncts), scale).all())
+    lower = output_lower_bounds(state, spec.C.unsqueeze(0))
+    return bool(query.refuted(lower, spec).all())

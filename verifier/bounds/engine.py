@@ -23,6 +23,9 @@ class BoundState:
         self.hi = hi.reshape(hi.shape[0], *graph.input_shape)
         self.bounds: dict[str, tuple[torch.Tensor, torch.Tensor]] = {graph.input_name: (self.lo, self.hi)}
         self._relaxations: dict[str, tuple] = {}
+        # Optimisable relaxation parameters, used by the backward pass from the output:
+        self.alphas: dict[str, torch.Tensor] = {}  # relu node -> lower slopes (B, m, *shape)
+        self.lam_offsets: dict[str, torch.Tensor] = {}  # pre-activation -> beta * sign (B, m, *shape)
 
     @property
     def batch(self) -> int:
@@ -54,8 +57,13 @@ def ibp(graph: Graph, lo: torch.Tensor, hi: torch.Tensor) -> BoundState:
     return state
 
 
-def backward(state: BoundState, start: str, C: torch.Tensor) -> torch.Tensor:
-    """Lower bound (B, m) of C . h_start over the box, with C of shape (B, m, *shape(start))."""
+def backward(state: BoundState, start: str, C: torch.Tensor, record: dict | None = None,
+             use_parameters: bool = False) -> torch.Tensor:
+    """Lower bound (B, m) of C . h_start over the box, with C of shape (B, m, *shape(start)).
+
+    With use_parameters, the state's alphas and split multipliers (lam_offsets) take part;
+    they are shaped for this C. Names in `record` get the lam that reached them.
+    """
     graph = state.graph
     lams = {start: C}
     bias = C.new_zeros(C.shape[:2])
@@ -64,13 +72,23 @@ def backward(state: BoundState, start: str, C: torch.Tensor) -> torch.Tensor:
         started = started or node.name == start
         if not started or node.name not in lams:
             continue
-        lam_inputs, node_bias = RULES[node.op].backward(node, lams.pop(node.name), state)
+        lam = lams.pop(node.name)
+        if use_parameters and node.name in state.lam_offsets:
+            lam = lam + state.lam_offsets[node.name]
+        if record is not None and node.name in record:
+            record[node.name] = lam
+        alpha = state.alphas.get(node.name) if use_parameters else None
+        lam_inputs, node_bias = RULES[node.op].backward(node, lam, state, alpha)
         if node_bias is not None:
             bias = bias + node_bias
         for name, lam in zip(node.inputs, lam_inputs):
             if lam is not None:
                 lams[name] = lams[name] + lam if name in lams else lam
     lam_x = lams.get(graph.input_name)
+    if use_parameters and lam_x is not None and graph.input_name in state.lam_offsets:
+        lam_x = lam_x + state.lam_offsets[graph.input_name]
+    if record is not None and graph.input_name in record:
+        record[graph.input_name] = lam_x
     if lam_x is None:
         return bias
     return bias + concretize_lower(lam_x, state.lo, state.hi)
@@ -141,7 +159,9 @@ def tighten(state: BoundState, name: str, unstable_only: bool) -> None:
     state.set_bounds(name, flat_l.reshape(l.shape), flat_u.reshape(u.shape))
 
 
-def output_lower_bounds(state: BoundState, C: torch.Tensor) -> torch.Tensor:
-    """Lower bounds (B, m) of C y for the graph output y, C of shape (B, m, n_out)."""
+def output_lower_bounds(state: BoundState, C: torch.Tensor, record: dict | None = None) -> torch.Tensor:
+    """Lower bounds (B, m) of C y for the graph output y, C of shape (B, m, n_out), using the
+    state's optimisable parameters (alphas, split multipliers)."""
     graph = state.graph
-    return backward(state, graph.output_name, C.reshape(C.shape[0], C.shape[1], *graph.output_shape))
+    C = C.reshape(C.shape[0], C.shape[1], *graph.output_shape)
+    return backward(state, graph.output_name, C, record, use_parameters=True)

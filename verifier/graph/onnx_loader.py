@@ -127,6 +127,9 @@ def _convert_node(builder: Builder, node) -> None:
         shape = builder.shape(inputs[0])
         builder.constants[node.output[0]] = _slice_shape(node, np.array(shape, dtype=np.int64))
         return
+    if node.op_type == "Size" and not builder.is_const(inputs[0]):
+        builder.constants[node.output[0]] = np.array(np.prod(builder.shape(inputs[0])), dtype=np.int64)
+        return
     if node.op_type in _ALWAYS_CONSTANT or all(builder.is_const(i) for i in inputs):
         _fold(builder, node)
         return

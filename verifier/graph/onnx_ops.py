@@ -286,6 +286,8 @@ def _avgpool(b, node):
     if node.op_type == "GlobalAveragePool":
         x = node.input[0]
         shape = b.shape(x)
+        if len(shape) != 4:
+            b.fail(f"{node.op_type} on a rank-{len(shape)} tensor is not supported (2-D pooling only)")
         kernel, stride, dilation, pads, include_pad = tuple(shape[-2:]), (1, 1), (1, 1), [(0, 0)] * 2, 1
     else:
         a, x, shape, kernel, stride, dilation, pads = _pool_geometry(b, node)
@@ -319,7 +321,8 @@ def _activation(b, node):
 @converter("Flatten")
 def _flatten(b, node):
     shape = b.shape(node.input[0])
-    axis = _attrs(node).get("axis", 1) % (len(shape) or 1)
+    axis = _attrs(node).get("axis", 1)
+    axis = axis + len(shape) if axis < 0 else axis  # axis == rank is allowed: (prod, 1)
     _reshape_to(b, node.input[0], (int(np.prod(shape[:axis])), int(np.prod(shape[axis:]))),
                 node.output[0])
 

@@ -26,8 +26,17 @@ class Activation(Rule):
         """(a_L, b_L, a_U, b_U), each shaped like l."""
         raise NotImplementedError
 
-    def backward(self, node, lam, state):
+    def forward_linear(self, node, fns, state):
+        """Slopes are >= 0 (increasing functions), so lower lines apply to lower functions."""
+        (in_a_lo, in_b_lo, in_a_up, in_b_up), = fns
         a_lo, b_lo, a_up, b_up = state.relaxation(node)
+        return (a_lo.unsqueeze(1) * in_a_lo, a_lo * in_b_lo + b_lo,
+                a_up.unsqueeze(1) * in_a_up, a_up * in_b_up + b_up)
+
+    def backward(self, node, lam, state, alpha=None):
+        a_lo, b_lo, a_up, b_up = (t.unsqueeze(1) for t in state.relaxation(node))
+        if alpha is not None:  # optimised lower slopes, only where the neuron is unstable
+            a_lo = torch.where(self.unstable(state, node), alpha, a_lo)
         pos, neg = lam.clamp(min=0), lam.clamp(max=0)
         lam_in = pos * a_lo + neg * a_up
         bias = (pos * b_lo + neg * b_up).flatten(2).sum(-1)
@@ -36,6 +45,11 @@ class Activation(Rule):
 
 class Relu(Activation):
     fn = staticmethod(torch.relu)
+
+    @staticmethod
+    def unstable(state, node):
+        l, u = state.bounds[node.inputs[0]]
+        return ((l < 0) & (u > 0)).unsqueeze(1)
 
     def relax(self, node, l, u):
         return relu_relaxation(l, u, lower_slope=None)

@@ -19,7 +19,7 @@ class Rule:
     def ibp(self, node, *bounds):
         raise NotImplementedError
 
-    def backward(self, node, lam, state):
+    def backward(self, node, lam, state, alpha=None):
         raise NotImplementedError
 
 
@@ -30,11 +30,30 @@ class LinearRule(Rule):
         """The op's linear part with absolute coefficients applied to a radius r >= 0."""
         raise NotImplementedError
 
+    def linear_part(self, node, x):
+        """The op without its constant term."""
+        raise NotImplementedError
+
     def ibp(self, node, *bounds):
         (l, u), = bounds
         centre = self.forward(node, (l + u) / 2)
         radius = self.forward_abs(node, (u - l) / 2)
         return centre - radius, centre + radius
+
+    def forward_linear(self, node, fns, state):
+        """By centre and radius functions: |op|(radius) bounds the deviation pointwise."""
+        (a_lo, b_lo, a_up, b_up), = fns
+        a_c = on_coefficients(lambda t: self.linear_part(node, t), (a_lo + a_up) / 2)
+        a_r = on_coefficients(lambda t: self.forward_abs(node, t), (a_up - a_lo) / 2)
+        b_c = self.forward(node, (b_lo + b_up) / 2)
+        b_r = self.forward_abs(node, (b_up - b_lo) / 2)
+        return a_c - a_r, b_c - b_r, a_c + a_r, b_c + b_r
+
+
+def on_coefficients(op, a: torch.Tensor) -> torch.Tensor:
+    """Apply a per-sample op to coefficients (B, n_in, *shape), folding n_in into the batch."""
+    out = op(a.reshape(a.shape[0] * a.shape[1], *a.shape[2:]))
+    return out.reshape(a.shape[0], a.shape[1], *out.shape[1:])
 
 
 def sum_to_shape(t: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:

@@ -14,10 +14,13 @@ class MatMul(LinearRule):
         y = x @ node.tensors["W"]
         return y + node.tensors["b"] if "b" in node.tensors else y
 
+    def linear_part(self, node, x):
+        return x @ node.tensors["W"]
+
     def forward_abs(self, node, r):
         return r @ node.tensors["W"].abs()
 
-    def backward(self, node, lam, state):
+    def backward(self, node, lam, state, alpha=None):
         bias = bias_of(lam, node.tensors["b"]) if "b" in node.tensors else None
         return [lam @ node.tensors["W"].T], bias
 
@@ -39,10 +42,13 @@ class Conv(LinearRule):
     def forward(self, node, x):
         return self._apply(node, x, node.tensors["W"], node.tensors.get("b"))
 
+    def linear_part(self, node, x):
+        return self._apply(node, x, node.tensors["W"], None)
+
     def forward_abs(self, node, r):
         return self._apply(node, r, node.tensors["W"].abs(), None)
 
-    def backward(self, node, lam, state):
+    def backward(self, node, lam, state, alpha=None):
         nd = node.attrs["spatial_dims"]
         in_shape = state.shape_of(node.inputs[0])
         out_spatial, in_spatial = node.shape[-nd:], in_shape[-nd:]
@@ -68,10 +74,13 @@ class Affine(LinearRule):
         y = x * t["scale"] if "scale" in t else x
         return y + t["shift"] if "shift" in t else y
 
+    def linear_part(self, node, x):
+        return x * node.tensors["scale"] if "scale" in node.tensors else x
+
     def forward_abs(self, node, r):
         return r * node.tensors["scale"].abs() if "scale" in node.tensors else r
 
-    def backward(self, node, lam, state):
+    def backward(self, node, lam, state, alpha=None):
         t = node.tensors
         bias = bias_of(lam, t["shift"]) if "shift" in t else None
         scaled = lam * t["scale"] if "scale" in t else lam
@@ -90,7 +99,13 @@ class Add(LinearRule):
             return lx + ly, ux + uy
         return lx - uy, ux - ly
 
-    def backward(self, node, lam, state):
+    def forward_linear(self, node, fns, state):
+        (xa_lo, xb_lo, xa_up, xb_up), (ya_lo, yb_lo, ya_up, yb_up) = fns
+        if node.attrs["sign"] > 0:
+            return xa_lo + ya_lo, xb_lo + yb_lo, xa_up + ya_up, xb_up + yb_up
+        return xa_lo - ya_up, xb_lo - yb_up, xa_up - ya_lo, xb_up - yb_lo
+
+    def backward(self, node, lam, state, alpha=None):
         x, y = node.inputs
         lam_y = lam if node.attrs["sign"] > 0 else -lam
         return [lam_to_input_shape(lam, state.shape_of(x)),

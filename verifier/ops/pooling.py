@@ -45,7 +45,21 @@ class MaxPool(Rule):
         source = node.tensors["window"][torch.arange(pick.shape[1], device=pick.device), pick]
         return source, exact, uw.amax(-1)
 
-    def backward(self, node, lam, state):
+    def forward_linear(self, node, fns, state):
+        """Lower: the function of the input with the largest lower bound; upper: the same when
+        it dominates its window, else the constant max of the window's upper bounds."""
+        (a_lo, b_lo, a_up, b_up), = fns
+        source, exact, max_upper = state.relaxation(node)
+        shape = (b_lo.shape[0], *node.shape)
+        pick_a = source.unsqueeze(1).expand(-1, a_lo.shape[1], -1)
+        lower_a = a_lo.flatten(2).gather(2, pick_a)
+        upper_a = torch.where(exact.unsqueeze(1), a_up.flatten(2).gather(2, pick_a), 0.0)
+        lower_b = b_lo.flatten(1).gather(1, source)
+        upper_b = torch.where(exact, b_up.flatten(1).gather(1, source), max_upper)
+        return (lower_a.reshape(*pick_a.shape[:2], *node.shape), lower_b.reshape(shape),
+                upper_a.reshape(*pick_a.shape[:2], *node.shape), upper_b.reshape(shape))
+
+    def backward(self, node, lam, state, alpha=None):
         source, exact, max_upper = state.relaxation(node)  # each (B, n_out)
         lam = lam.flatten(2)
         pos, neg = lam.clamp(min=0), lam.clamp(max=0)

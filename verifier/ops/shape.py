@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from verifier.ops.base import LinearRule, Rule
+from verifier.ops.base import LinearRule, Rule, on_coefficients
 
 
 class ShapeRule(Rule):
@@ -14,12 +14,22 @@ class ShapeRule(Rule):
         return (self.forward(node, *(b[0] for b in bounds)),
                 self.forward(node, *(b[1] for b in bounds)))
 
+    def forward_linear(self, node, fns, state):
+        def coefficients(k):
+            n_in = fns[0][k].shape[1]
+            return self.forward(node, *(f[k].flatten(0, 1) for f in fns)).unflatten(0, (-1, n_in))
+
+        def constants(k):
+            return self.forward(node, *(f[k] for f in fns))
+
+        return coefficients(0), constants(1), coefficients(2), constants(3)
+
 
 class Reshape(ShapeRule):
     def forward(self, node, x):
         return x.reshape(x.shape[0], *node.attrs["target"])
 
-    def backward(self, node, lam, state):
+    def backward(self, node, lam, state, alpha=None):
         return [lam.reshape(*lam.shape[:2], *state.shape_of(node.inputs[0]))], None
 
 
@@ -27,7 +37,7 @@ class Transpose(ShapeRule):
     def forward(self, node, x):
         return x.permute(0, *(p + 1 for p in node.attrs["perm"]))
 
-    def backward(self, node, lam, state):
+    def backward(self, node, lam, state, alpha=None):
         perm = node.attrs["perm"]
         inverse = [perm.index(i) for i in range(len(perm))]
         return [lam.permute(0, 1, *(p + 2 for p in inverse))], None
@@ -37,7 +47,7 @@ class Concat(ShapeRule):
     def forward(self, node, *xs):
         return torch.cat(xs, dim=node.attrs["axis"] + 1)
 
-    def backward(self, node, lam, state):
+    def backward(self, node, lam, state, alpha=None):
         sizes = [state.shape_of(i)[node.attrs["axis"]] for i in node.inputs]
         return list(torch.split(lam, sizes, dim=node.attrs["axis"] + 2)), None
 
@@ -48,7 +58,7 @@ class Slice(ShapeRule):
     def forward(self, node, x):
         return x[(slice(None), *node.attrs["index"])]
 
-    def backward(self, node, lam, state):
+    def backward(self, node, lam, state, alpha=None):
         lam_in = lam.new_zeros(*lam.shape[:2], *state.shape_of(node.inputs[0]))
         lam_in[(slice(None), slice(None), *node.attrs["index"])] = lam
         return [lam_in], None
@@ -66,10 +76,13 @@ class Pad(LinearRule):
     def forward(self, node, x):
         return F.pad(x, self._torch_pads(node), value=node.attrs["value"])
 
+    def linear_part(self, node, x):
+        return F.pad(x, self._torch_pads(node), value=0.0)
+
     def forward_abs(self, node, r):
         return F.pad(r, self._torch_pads(node), value=0.0)
 
-    def backward(self, node, lam, state):
+    def backward(self, node, lam, state, alpha=None):
         index = tuple(slice(b, lam.shape[2 + i] - e) for i, (b, e) in enumerate(node.attrs["pads"]))
         lam_in = lam[(slice(None), slice(None), *index)]
         bias = None

@@ -1,0 +1,102 @@
+"""alpha-CROWN and beta-CROWN: optimise the ReLU lower slopes (alpha in [0, 1]) and the split
+multipliers (beta >= 0) of the backward pass from the output, with Adam, per bound row.
+
+Every (alpha, beta) gives a sound bound, so the best bound seen for each row is kept. The
+target is the spec: rows C y compared with thresholds d, grouped into disjuncts; a disjunct
+is refuted when one of its rows' lower bound exceeds its threshold, so the loss pushes up the
+best row of each disjunct that is not yet refuted.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from verifier.bounds.engine import BoundState, output_lower_bounds
+
+
+@dataclass
+class Spec:
+    """Stacked output rows: C (m, n_out), thresholds d (m,), owner (m,) = disjunct index."""
+
+    C: torch.Tensor
+    d: torch.Tensor
+    owner: torch.Tensor
+    n_disjuncts: int
+
+    def disjunct_margins(self, lower: torch.Tensor) -> torch.Tensor:
+        """(B, K): the best row's (lower bound - threshold) for each disjunct."""
+        gap = lower - self.d
+        out = gap.new_full((gap.shape[0], self.n_disjuncts), float("-inf"))
+        return out.scatter_reduce(1, self.owner.expand_as(gap), gap, "amax")
+
+
+def relu_nodes(state: BoundState):
+    return [n for n in state.graph.nodes if n.op == "relu"]
+
+
+def initial_alphas(state: BoundState, m: int) -> dict[str, torch.Tensor]:
+    """The adaptive CROWN slopes (1 where u > -l, else 0), one per (domain, row, neuron)."""
+    alphas = {}
+    for node in relu_nodes(state):
+        l, u = state.bounds[node.inputs[0]]
+        slope = (u > -l).to(l.dtype).unsqueeze(1)
+        alphas[node.name] = slope.expand(-1, m, *([-1] * (l.dim() - 1))).clone()
+    return alphas
+
+
+def split_signs(state: BoundState, splits: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """splits: relu node -> (B, *shape) int8 in {-1 inactive, 0 free, +1 active}.
+    Returns, per pre-activation, s = -1 for active and +1 for inactive splits ((B, 1, *shape)),
+    so that each split reads s * x <= 0."""
+    by_name = state.graph.by_name
+    return {by_name[name].inputs[0]: (-split.to(state.lo.dtype)).unsqueeze(1)
+            for name, split in splits.items() if (split != 0).any()}
+
+
+def optimize_bounds(state: BoundState, spec: Spec, iterations: int,
+                    alphas: dict[str, torch.Tensor] | None = None,
+                    betas: dict[str, torch.Tensor] | None = None,
+                    splits: dict[str, torch.Tensor] | None = None,
+                    lr_alpha: float = 0.1, lr_beta: float = 0.05,
+                    deadline_check=None, record: dict | None = None):
+    """Returns (best lower bounds (B, m), alphas, betas); fills `record` with the lams of the
+    last pass (for branching). With iterations == 0 it is plain CROWN with the given slopes.
+    Stops early once every disjunct is refuted in every domain."""
+    B, m = state.batch, spec.C.shape[0]
+    C = spec.C.expand(B, -1, -1)
+    alphas = alphas if alphas is not None else initial_alphas(state, m)
+    signs = split_signs(state, splits or {})
+    betas = betas if betas is not None else {}
+    for name, s in signs.items():
+        if name not in betas:
+            betas[name] = s.new_zeros(B, m, *s.shape[2:])
+    params = [a.requires_grad_(True) for a in alphas.values()]
+    beta_params = [betas[name].requires_grad_(True) for name in signs]
+    state.alphas = alphas
+    groups = [{"params": params, "lr": lr_alpha}]
+    if beta_params:
+        groups.append({"params": beta_params, "lr": lr_beta})
+    optimizer = torch.optim.Adam(groups) if iterations > 0 else None
+    best = None
+    for step in range(iterations + 1):
+        state.lam_offsets = {name: betas[name] * s for name, s in signs.items()}
+        lower = output_lower_bounds(state, C, record)
+        best = lower.detach() if best is None else torch.maximum(best, lower.detach())
+        if step == iterations or bool((spec.disjunct_margins(best) > 0).all()):
+            break
+        loss = -spec.disjunct_margins(lower).clamp(max=0).sum()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            for a in params:
+                a.clamp_(0, 1)
+            for b in beta_params:
+                b.clamp_(min=0)
+        if deadline_check is not None:
+            deadline_check()
+    for p in params + beta_params:
+        p.requires_grad_(False)
+    state.lam_offsets = {}
+    return best, alphas, betas
