@@ -45,6 +45,15 @@ def initial_alphas(state: BoundState, m: int) -> dict[str, torch.Tensor]:
     return alphas
 
 
+def initial_betas(state: BoundState, m: int) -> dict[str, torch.Tensor]:
+    """Zero split multipliers for every ReLU pre-activation, one per (domain, row, neuron)."""
+    betas = {}
+    for node in relu_nodes(state):
+        l = state.bounds[node.inputs[0]][0]
+        betas[node.inputs[0]] = l.new_zeros(l.shape[0], m, *l.shape[1:])
+    return betas
+
+
 def split_signs(state: BoundState, splits: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """splits: relu node -> (B, *shape) int8 in {-1 inactive, 0 free, +1 active}.
     Returns, per pre-activation, s = -1 for active and +1 for inactive splits ((B, 1, *shape)),

@@ -1,0 +1,202 @@
+"""Branch and bound on ReLU splits (beta-CROWN).
+
+A domain is the region's box plus a set of split neurons (active: x >= 0, inactive: x <= 0).
+Its bound comes from the backward pass with optimised slopes (alpha) and split multipliers
+(beta); intermediate bounds are inherited from the root, tightened only at split neurons.
+Each round takes the domains with the worst bounds, splits the best-scoring neuron of each
+(BaBSR score, then the best of the top few by a cheap bound: filtered smart branching),
+bounds all children at once, closes the refuted ones, and tries the minimisers of the
+children's linear bounds as counterexamples.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from verifier.bab.common import BabOutcome, try_counterexamples
+from verifier.bounds.engine import BoundState, crown, needs_tight_bounds
+from verifier.bounds.optimize import Spec, initial_alphas, initial_betas, optimize_bounds, relu_nodes
+
+ROOT_ITERATIONS = 40
+CHILD_ITERATIONS = 12
+LEAF_ITERATIONS = 200
+_MEMORY_ELEMENTS = 2 ** 24  # per-domain tensors (alphas, betas, lams, Adam moments) budget
+
+
+@dataclass
+class Domains:
+    """A batch of domains, each row one domain; every tensor has the domain index first."""
+
+    bounds: dict  # input of a nonlinear node -> (l, u) (N, *shape)
+    splits: dict  # relu node -> (N, *shape) int8: +1 active, -1 inactive, 0 free
+    alphas: dict  # relu node -> (N, m, *shape)
+    betas: dict  # pre-activation -> (N, m, *shape)
+    lower: torch.Tensor  # (N, m) best lower bounds of the spec rows
+    scores: dict  # relu node -> (N, *shape) branching scores (-inf where not branchable)
+    input_lam: torch.Tensor  # (N, m, n_in) input coefficients of the last bound
+
+    def __len__(self):
+        return len(self.lower)
+
+    def select(self, index: torch.Tensor) -> "Domains":
+        pick = lambda d: {k: v[index] for k, v in d.items()}
+        return Domains({k: (l[index], u[index]) for k, (l, u) in self.bounds.items()},
+                       pick(self.splits), pick(self.alphas), pick(self.betas), self.lower[index],
+                       pick(self.scores), self.input_lam[index])
+
+    @staticmethod
+    def concat(parts: list["Domains"]) -> "Domains":
+        first = parts[0]
+        cat = lambda key: {k: torch.cat([getattr(p, key)[k] for p in parts]) for k in getattr(first, key)}
+        bounds = {k: (torch.cat([p.bounds[k][0] for p in parts]), torch.cat([p.bounds[k][1] for p in parts]))
+                  for k in first.bounds}
+        return Domains(bounds, cat("splits"), cat("alphas"), cat("betas"),
+                       torch.cat([p.lower for p in parts]), cat("scores"),
+                       torch.cat([p.input_lam for p in parts]))
+
+
+def relu_split_bab(query, region, spec: Spec) -> BabOutcome:
+    graph = query.graph64
+    lo = torch.as_tensor(region.lo, dtype=torch.float64, device=graph.device).unsqueeze(0)
+    hi = torch.as_tensor(region.hi, dtype=torch.float64, device=graph.device).unsqueeze(0)
+    root_state = crown(graph, lo, hi)
+    query.check_time()
+    domains = _bound(query, root_state, spec, _root_domains(root_state, spec), ROOT_ITERATIONS)
+    bounded = 1
+    pre_activation = {n.name: n.inputs[0] for n in relu_nodes(root_state)}
+    m = spec.C.shape[0]
+    per_domain = m * sum(max(1, n.size) for n in relu_nodes(root_state)) * 6
+    batch = int(max(1, min(512, _MEMORY_ELEMENTS // max(per_domain, 1))))
+    while True:
+        refuted = query.refuted(domains.lower, spec).all(1)
+        domains = domains.select(~refuted)
+        if len(domains) == 0:
+            return BabOutcome("unsat", None, bounded)
+        witness = _attack(query, region, spec, root_state, domains)
+        if witness is not None:
+            return BabOutcome("sat", witness, bounded)
+        domains, leaves = _split_off_leaves(domains)
+        if leaves is not None:
+            outcome = _close_leaves(query, region, spec, root_state, leaves)
+            if outcome is not None:
+                return outcome
+        if len(domains) == 0:
+            continue
+        query.check_time()
+        order = spec.disjunct_margins(domains.lower).min(1).values.argsort()
+        chosen, rest = domains.select(order[:batch]), domains.select(order[batch:])
+        try:
+            children = _bound(query, root_state, spec, _branch(chosen, pre_activation), CHILD_ITERATIONS)
+        except torch.cuda.OutOfMemoryError:
+            batch = max(1, batch // 2)
+            domains = Domains.concat([chosen, rest])
+            continue
+        bounded += len(children)
+        domains = Domains.concat([rest, children]) if len(rest) else children
+
+
+def _root_domains(state: BoundState, spec: Spec) -> Domains:
+    m = spec.C.shape[0]
+    keys = needs_tight_bounds(state.graph)
+    bounds = {k: state.bounds[k] for k in keys}
+    splits = {n.name: torch.zeros_like(state.bounds[n.inputs[0]][0], dtype=torch.int8)
+              for n in relu_nodes(state)}
+    lower = state.lo.new_full((1, m), float("-inf"))
+    return Domains(bounds, splits, initial_alphas(state, m), initial_betas(state, m), lower, {},
+                   state.lo.new_zeros(1, m, state.graph.input_size))
+
+
+def _state_for(root: BoundState, domains: Domains) -> BoundState:
+    n = len(domains)
+    state = BoundState(root.graph, root.lo.expand(n, *root.lo.shape[1:]), root.hi.expand(n, *root.hi.shape[1:]))
+    state.bounds.update(domains.bounds)
+    return state
+
+
+def _bound(query, root: BoundState, spec: Spec, domains: Domains, iterations: int) -> Domains:
+    """Optimise the children's bounds (warm-started) and compute their branching scores."""
+    state = _state_for(root, domains)
+    relus = relu_nodes(state)
+    record = {n.name: None for n in relus}
+    record[state.graph.input_name] = None
+    lower, alphas, betas = optimize_bounds(
+        state, spec, iterations, alphas={k: v.clone() for k, v in domains.alphas.items()},
+        betas={k: v.clone() for k, v in domains.betas.items()}, splits=domains.splits,
+        deadline_check=query.check_time, record=record)
+    lower = torch.maximum(lower, domains.lower)  # a child is inside its parent
+    scores = _babsr_scores(state, spec, lower, domains.splits, record)
+    input_lam = record[state.graph.input_name]
+    input_lam = domains.input_lam if input_lam is None else input_lam.detach().flatten(2)
+    return Domains(domains.bounds, domains.splits, alphas, betas, lower, scores, input_lam)
+
+
+def _babsr_scores(state, spec, lower, splits, record):
+    """How much each free unstable neuron's upper-relaxation intercept costs the open rows."""
+    open_rows = (lower <= spec.d).to(lower.dtype)
+    scores = {}
+    for node in relu_nodes(state):
+        l, u = state.bounds[node.inputs[0]]
+        free = (l < 0) & (u > 0) & (splits[node.name] == 0)
+        intercept = (-l * u / (u - l).clamp(min=1e-12)).clamp(min=0)
+        lam = record[node.name]
+        weight = (lam.clamp(max=0).abs() * open_rows.reshape(*open_rows.shape, *([1] * (lam.dim() - 2)))).sum(1)
+        score = weight * intercept + 1e-6 * (u - l)  # width breaks ties where lam is 0
+        scores[node.name] = torch.where(free, score, torch.full_like(score, float("-inf")))
+    return scores
+
+
+def _branch(domains: Domains, pre_activation: dict[str, str]) -> Domains:
+    """Two children per domain: its best-scoring neuron split active and inactive."""
+    names = list(domains.scores)
+    flat = torch.cat([domains.scores[k].flatten(1) for k in names], 1)
+    best = flat.argmax(1)
+    sizes = [domains.scores[k][0].numel() for k in names]
+    offsets = torch.tensor([0] + sizes, device=best.device).cumsum(0)
+    n = len(domains)
+    active, inactive = domains.select(torch.arange(n)), domains.select(torch.arange(n))
+    for i, name in enumerate(names):
+        in_layer = (best >= offsets[i]) & (best < offsets[i + 1])
+        if not in_layer.any():
+            continue
+        rows = in_layer.nonzero().flatten()
+        cols = best[rows] - offsets[i]
+        pre = pre_activation[name]
+        for child, sign in ((active, 1), (inactive, -1)):
+            child.splits[name] = child.splits[name].clone()
+            child.splits[name].view(n, -1)[rows, cols] = sign
+            l, u = (t.clone() for t in child.bounds[pre])
+            if sign > 0:
+                l.view(n, -1)[rows, cols] = l.view(n, -1)[rows, cols].clamp(min=0)
+            else:
+                u.view(n, -1)[rows, cols] = u.view(n, -1)[rows, cols].clamp(max=0)
+            child.bounds[pre] = (l, u)
+    return Domains.concat([active, inactive])
+
+
+def _split_off_leaves(domains: Domains):
+    """Domains with no free unstable neuron left are leaves: their relaxation is exact."""
+    branchable = torch.stack([torch.isfinite(s.flatten(1)).any(1) for s in domains.scores.values()]).any(0)
+    if branchable.all():
+        return domains, None
+    return domains.select(branchable), domains.select(~branchable)
+
+
+def _close_leaves(query, region, spec, root, leaves: Domains):
+    """Exact leaves: optimise longer (the optimum is the LP value); a leaf still open after
+    that holds a counterexample candidate at its linear-bound minimiser, else stays unknown."""
+    closed = _bound(query, root, spec, leaves, LEAF_ITERATIONS)
+    refuted = query.refuted(closed.lower, spec).all(1)
+    if refuted.all():
+        return None
+    witness = _attack(query, region, spec, root, closed.select(~refuted))
+    if witness is not None:
+        return BabOutcome("sat", witness, len(leaves))
+    return BabOutcome("unknown", None, len(leaves), "a fully split leaf stayed open")
+
+
+def _attack(query, region, spec, root, domains: Domains):
+    lam = domains.input_lam
+    lo, hi = root.lo.flatten(1), root.hi.flatten(1)
+    corners = torch.where(lam.flatten(2) > 0, lo.unsqueeze(1), hi.unsqueeze(1)).reshape(-1, lo.shape[1])
+    return try_counterexamples(query, region, corners)
