@@ -32,6 +32,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--method", choices=["ibp", "crown"], default="crown")
     b.add_argument("--json", action="store_true", help="one JSON object per input box")
     b.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+
+    r = sub.add_parser("bench", help="run every instance of an instances.csv; summary table and cactus plot")
+    r.add_argument("instances", help="instances.csv: rows onnx,vnnlib,timeout, or a header naming at least those")
+    r.add_argument("--root", help="folder the CSV's paths are relative to (default: the CSV's folder)")
+    r.add_argument("--timeout-cap", type=float, help="at most this many seconds per instance")
+    r.add_argument("--out", default="bench_results.csv", help="results CSV (default bench_results.csv)")
+    r.add_argument("--plot", help="write a cactus plot (PNG) here")
+    r.add_argument("--filter", help="only rows whose benchmark, onnx or vnnlib path contains this")
+    r.add_argument("--jobs", type=int, default=1, help="instances run at a time (default 1; timings "
+                   "are only comparable with 1)")
     return parser
 
 
@@ -44,6 +54,7 @@ class Reporter:
         self.done = False
 
     def report(self, text: str, note: str = "") -> bool:
+        """Write the result file; print it (only its verdict line when it went to a file)."""
         with self.lock:
             if self.done:
                 return False
@@ -51,6 +62,7 @@ class Reporter:
             if self.out_path:
                 with open(self.out_path, "w") as f:
                     f.write(text)
+                text = text.splitlines()[0] + "\n"
             sys.stdout.write(text)
             sys.stdout.flush()
             if note:
@@ -112,6 +124,18 @@ def cmd_bounds(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from verifier.bench import bench
+
+    try:
+        bench(args.instances, root=args.root, timeout_cap=args.timeout_cap, out=args.out, plot=args.plot,
+              name_filter=args.filter, jobs=args.jobs)
+    except KeyboardInterrupt:
+        print(f"interrupted: the finished instances are in {args.out}", file=sys.stderr)
+        return 130
+    return 0
+
+
 def main(argv: list[str] | None = None, started: float | None = None) -> int:
     started = time.monotonic() if started is None else started
     args = build_parser().parse_args(argv)
@@ -120,7 +144,7 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
     from verifier.errors import UserError
 
     try:
-        return {"bounds": cmd_bounds}[args.command](args)
+        return {"bounds": cmd_bounds, "bench": cmd_bench}[args.command](args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR

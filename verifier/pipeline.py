@@ -103,7 +103,8 @@ def branch_and_bound(query: Query, region: Region):
     from verifier.bab.input_split import input_split_bab
 
     spec = make_spec(region, query.graph64.device)
-    if region.n_inputs <= _INPUT_SPLIT_MAX_DIM:
+    piecewise_linear = all(n.op not in ("sigmoid", "tanh") for n in query.graph64.nodes)
+    if region.n_inputs <= _INPUT_SPLIT_MAX_DIM or not piecewise_linear:
         outcome = input_split_bab(query, region, spec)
         outcome.note = outcome.note or f"input split ({outcome.domains} boxes)"
         return outcome

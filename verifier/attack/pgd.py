@@ -64,6 +64,22 @@ def pgd_candidates(graph, region: Region, restarts: int, steps: int, deadline: f
         picks = pool_margins.topk(min(per_disjunct, len(pool)), dim=0, largest=False).indices
         x[: picks.numel()] = pool[picks.T.reshape(-1)]
         which[: picks.numel()] = torch.arange(K, device=device).repeat_interleave(picks.shape[0])
+    yield from pgd_steps(graph, C, d, which, x, lo, hi, steps, deadline)
+
+
+def box_pgd_candidates(graph, region: Region, lo: torch.Tensor, hi: torch.Tensor, steps: int,
+                       deadline: float):
+    """PGD inside each of several boxes (N, n) of the region, from their centres, against
+    every disjunct."""
+    C, d = disjunct_tensors(region, graph.device, graph.dtype)
+    K = C.shape[0]
+    lo, hi = lo.to(graph.dtype).repeat_interleave(K, 0), hi.to(graph.dtype).repeat_interleave(K, 0)
+    which = torch.arange(K, device=graph.device).repeat(len(lo) // K)
+    yield from pgd_steps(graph, C, d, which, (lo + hi) / 2, lo, hi, steps, deadline)
+
+
+def pgd_steps(graph, C, d, which, x, lo, hi, steps: int, deadline: float):
+    """Signed-gradient steps of a shrinking size on the margins; yields inputs that hit."""
     width = hi - lo
     for step in range(steps + 1):
         if time.monotonic() > deadline:

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import torch
 
+from verifier.attack.pgd import box_pgd_candidates
 from verifier.bab.common import BabOutcome, try_counterexamples
 from verifier.bounds.engine import crown, output_lower_bounds
 from verifier.bounds.optimize import Spec
+
+
+_PGD_BOXES = 64  # boxes attacked by PGD per round
+_PGD_STEPS = 10
 
 
 def bound_boxes(graph, lo, hi, spec: Spec):
@@ -54,12 +59,12 @@ def input_split_bab(query, region, spec: Spec, batch: int = 1024) -> BabOutcome:
         boxes_bounded += len(pending_lo)
         refuted = query.refuted(lower, spec)
         still_open = ~refuted.all(1)
+        worst = spec.disjunct_margins(lower).masked_fill(refuted, float("inf")).min(1).values
         if still_open.any():
             witness = _attack_boxes(query, region, pending_lo[still_open], pending_hi[still_open],
-                                    lam[still_open])
+                                    lam[still_open], worst[still_open])
             if witness is not None:
                 return BabOutcome("sat", witness, boxes_bounded)
-        worst = spec.disjunct_margins(lower).masked_fill(refuted, float("inf")).min(1).values
         dims = split_scores(lam, pending_lo, pending_hi, ~refuted[:, spec.owner]).argmax(1)
         queue.push(pending_lo[still_open], pending_hi[still_open], worst[still_open], dims[still_open])
         if queue.empty():
@@ -90,8 +95,19 @@ class _Queue:
         return out
 
 
-def _attack_boxes(query, region, lo, hi, lam):
-    """Try each open box's centre and the corner minimising each row's linear bound."""
+def _attack_boxes(query, region, lo, hi, lam, margins):
+    """Try each open box's centre and the corners minimising each row's linear bound; then a
+    short PGD inside the most promising boxes."""
     corners = torch.where(lam > 0, lo.unsqueeze(1), hi.unsqueeze(1)).reshape(-1, lo.shape[1])
     points = torch.cat([(lo + hi) / 2, corners])
-    return try_counterexamples(query, region, points)
+    witness = try_counterexamples(query, region, points)
+    if witness is not None:
+        return witness
+    promising = margins.argsort()[:_PGD_BOXES]
+    for candidates in box_pgd_candidates(query.graph32, region, lo[promising], hi[promising],
+                                         _PGD_STEPS, query.deadline):
+        for x in candidates[:4]:
+            witness = query.confirm(region, x)
+            if witness is not None:
+                return witness
+    return None

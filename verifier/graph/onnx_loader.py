@@ -55,7 +55,8 @@ class Builder:
             self._fresh += 1
             out = f"{self.current.output[0]}::{op}{self._fresh}"
         inputs = [self.resolve(i) for i in inputs]
-        tensors = {k: torch.as_tensor(np.array(v)) for k, v in (tensors or {}).items()}
+        tensors = {k: v if isinstance(v, torch.Tensor) else torch.as_tensor(np.array(v))
+                   for k, v in (tensors or {}).items()}
         tensors = {k: v.double() if v.is_floating_point() else v for k, v in tensors.items()}
         node = Node(out, op, inputs, (), tensors, attrs or {}, self.current.name)
         dummies = [torch.zeros((1, *self.shapes[i]), dtype=torch.float64) for i in inputs]

@@ -331,6 +331,8 @@ def _flatten(b, node):
 def _reshape(b, node):
     shape = b.shape(node.input[0])
     target = [int(v) for v in b.const(node.input[1])]
+    if not _attrs(node).get("allowzero", 0) and any(v == 0 and i >= len(shape) for i, v in enumerate(target)):
+        b.fail(f"shape mismatch: Reshape target {target} copies a dimension that {list(shape)} lacks")
     target = [shape[i] if v == 0 and not _attrs(node).get("allowzero", 0) else v
               for i, v in enumerate(target)]
     if target.count(-1) > 1:

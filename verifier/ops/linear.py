@@ -75,7 +75,10 @@ class Affine(LinearRule):
         return y + t["shift"] if "shift" in t else y
 
     def linear_part(self, node, x):
-        return x * node.tensors["scale"] if "scale" in node.tensors else x
+        t = node.tensors
+        y = x * t["scale"] if "scale" in t else x
+        # a shift that broadcasts x up (a larger constant) sets the output shape, as in forward
+        return y.expand(torch.broadcast_shapes(y.shape, t["shift"].shape)) if "shift" in t else y
 
     def forward_abs(self, node, r):
         return r * node.tensors["scale"].abs() if "scale" in node.tensors else r

@@ -1,0 +1,26 @@
+import csv
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench_instances"
+
+
+def vnncomp_dir() -> Path:
+    return Path(os.environ.get("VNNCOMP_DIR", ROOT.parent / "shared" / "vnncomp"))
+
+
+@pytest.fixture
+def vnncomp():
+    path = vnncomp_dir()
+    if not (path / "instances.csv").is_file():
+        pytest.skip(f"VNN-COMP instances not found at {path}")
+    return path
+
+
+def shipped_instances():
+    with open(BENCH / "instances.csv") as f:
+        return [dict(row, onnx=str(BENCH / row["onnx"]), vnnlib=str((BENCH / row["vnnlib"]).resolve()))
+                for row in csv.DictReader(f)]

@@ -1,0 +1,45 @@
+"""End to end on the shipped instances, whose ground truth was computed independently."""
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+import verifier
+from verifier.decide import violates
+from verifier.spec.vnnlib import parse_vnnlib
+
+from conftest import shipped_instances
+
+LABELLED = [r for r in shipped_instances() if r["expected"] in ("sat", "unsat")]
+
+
+def replay(onnx_path, x):
+    session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    model_input = session.get_inputs()[0]
+    shape = [d if isinstance(d, int) else 1 for d in model_input.shape]
+    return session.run(None, {model_input.name: x.astype(np.float32).reshape(shape)})[0].reshape(-1)
+
+
+@pytest.mark.parametrize("row", LABELLED, ids=lambda r: r["vnnlib"].rsplit("/", 1)[-1])
+def test_verdict_matches_ground_truth(row):
+    result = verifier.verify(row["onnx"], row["vnnlib"], timeout=60)
+    assert result.verdict in ("sat", "unsat"), result.stage
+    assert result.verdict == row["expected"]
+    if result.verdict == "sat":
+        regions = parse_vnnlib(row["vnnlib"])
+        x = result.witness.x
+        assert any(np.all(x >= r.lo) and np.all(x <= r.hi) and violates(r, replay(row["onnx"], x))
+                   for r in regions)
+
+
+def test_bounds_contain_sampled_outputs():
+    row = next(r for r in LABELLED if "cnn" in r["onnx"])
+    region = parse_vnnlib(row["vnnlib"])[0]
+    rng = np.random.default_rng(0)
+    xs = region.lo + (region.hi - region.lo) * rng.random((300, region.n_inputs))
+    ys = np.stack([replay(row["onnx"], x) for x in xs])
+    for method in ("ibp", "crown"):
+        lower, upper = verifier.bounds(row["onnx"], region, method=method)
+        assert np.all(ys >= lower - 1e-5) and np.all(ys <= upper + 1e-5)
+    crown_lo, crown_hi = verifier.bounds(row["onnx"], region, method="crown")
+    ibp_lo, ibp_hi = verifier.bounds(row["onnx"], region, method="ibp")
+    assert np.sum(crown_hi - crown_lo) < np.sum(ibp_hi - ibp_lo)
