@@ -33,7 +33,7 @@ def bounds(model, box, method: str = "crown", device: str = "cpu") -> tuple[np.n
     model: a Graph or an ONNX path; box: a Region or a pair (lo, hi) of flat arrays.
     method: "ibp" or "crown". Bounds are computed in float64.
     """
-    from verifier.bounds.engine import crown, ibp, output_lower_bounds
+    from verifier.boundprop.engine import crown, ibp, output_lower_bounds
 
     graph = load_model(model) if not isinstance(model, Graph) else model
     graph = graph.to(torch.float64, device)

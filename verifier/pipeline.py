@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from verifier.attack.pgd import pgd_candidates
-from verifier.bounds.engine import crown, output_lower_bounds
-from verifier.bounds.optimize import Spec
+from verifier.boundprop.engine import crown, output_lower_bounds
+from verifier.boundprop.optimize import Spec
 from verifier.decide import confirm_counterexample, refuted_disjuncts
 from verifier.options import Options
 from verifier.result import Result

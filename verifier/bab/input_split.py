@@ -10,8 +10,8 @@ import torch
 
 from verifier.attack.pgd import box_pgd_candidates
 from verifier.bab.common import BabOutcome, try_counterexamples
-from verifier.bounds.engine import crown, output_lower_bounds
-from verifier.bounds.optimize import Spec
+from verifier.boundprop.engine import crown, output_lower_bounds
+from verifier.boundprop.optimize import Spec
 
 
 _PGD_BOXES = 64  # boxes attacked by PGD per round

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 
 from verifier.bab.common import BabOutcome, try_counterexamples
-from verifier.bounds.engine import BoundState, crown, needs_tight_bounds
-from verifier.bounds.optimize import Spec, initial_alphas, initial_betas, optimize_bounds, relu_nodes
+from verifier.boundprop.engine import BoundState, crown, needs_tight_bounds
+from verifier.boundprop.optimize import Spec, initial_alphas, initial_betas, optimize_bounds, relu_nodes
 
 ROOT_ITERATIONS = 40
 CHILD_ITERATIONS = 12

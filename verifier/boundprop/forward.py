@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from verifier.bounds.engine import BoundState, needs_tight_bounds
+from verifier.boundprop.engine import BoundState, needs_tight_bounds
 from verifier.graph.ir import Graph
 from verifier.ops import RULES
 

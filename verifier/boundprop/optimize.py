@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from verifier.bounds.engine import BoundState, output_lower_bounds
+from verifier.boundprop.engine import BoundState, output_lower_bounds
 
 
 @dataclass
