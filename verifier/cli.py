@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
 
     r = sub.add_parser("bench", help="run every instance of an instances.csv; summary table and cactus plot")
-    r.add_argument("instances", help="instances.csv: rows onnx,vnnlib,timeout, or a header naming at least those")
+    r.add_argument("instances", help="instances.csv: rows onnx,vnnlib,timeout, or a header naming those")
     r.add_argument("--root", help="folder the CSV's paths are relative to (default: the CSV's folder)")
     r.add_argument("--timeout-cap", type=float, help="at most this many seconds per instance")
     r.add_argument("--out", default="bench_results.csv", help="results CSV (default bench_results.csv)")

@@ -39,6 +39,12 @@ class Domains:
     def __len__(self):
         return len(self.lower)
 
+    def only_rows(self, rows: torch.Tensor) -> "Domains":
+        """The same domains, keeping the per-row tensors of the given spec rows only."""
+        pick = lambda d: {k: v[:, rows] for k, v in d.items()}
+        return Domains(self.bounds, self.splits, pick(self.alphas), pick(self.betas),
+                       self.lower[:, rows], self.scores, self.input_lam[:, rows])
+
     def select(self, index: torch.Tensor) -> "Domains":
         pick = lambda d: {k: v[index] for k, v in d.items()}
         return Domains({k: (l[index], u[index]) for k, (l, u) in self.bounds.items()},
@@ -57,17 +63,33 @@ class Domains:
 
 
 def relu_split_bab(query, region, spec: Spec) -> BabOutcome:
+    """alpha-CROWN on all rows at the root, then one tree per disjunct it leaves open."""
     graph = query.graph64
     lo = torch.as_tensor(region.lo, dtype=torch.float64, device=graph.device).unsqueeze(0)
     hi = torch.as_tensor(region.hi, dtype=torch.float64, device=graph.device).unsqueeze(0)
     root_state = crown(graph, lo, hi)
     query.check_time()
-    domains = _bound(query, root_state, spec, _root_domains(root_state, spec), ROOT_ITERATIONS)
+    root = _bound(query, root_state, spec, _root_domains(root_state, spec), ROOT_ITERATIONS)
+    refuted = query.refuted(root.lower, spec)[0]
     bounded = 1
+    for k in range(spec.n_disjuncts):
+        if refuted[k]:
+            continue
+        rows = spec.rows_of(k)
+        outcome = _tree(query, region, spec.only_disjunct(k), root_state, root.only_rows(rows))
+        bounded += outcome.domains
+        if outcome.verdict != "unsat":
+            outcome.domains = bounded
+            return outcome
+    return BabOutcome("unsat", None, bounded)
+
+
+def _tree(query, region, spec: Spec, root_state: BoundState, domains: Domains) -> BabOutcome:
+    bounded = 0
     pre_activation = {n.name: n.inputs[0] for n in relu_nodes(root_state)}
     m = spec.C.shape[0]
     per_domain = m * sum(max(1, n.size) for n in relu_nodes(root_state)) * 6
-    batch = int(max(1, min(512, _MEMORY_ELEMENTS // max(per_domain, 1))))
+    batch = int(max(1, min(1024, _MEMORY_ELEMENTS // max(per_domain, 1))))
     while True:
         refuted = query.refuted(domains.lower, spec).all(1)
         domains = domains.select(~refuted)

@@ -207,7 +207,8 @@ def _read_peers(path: Path) -> tuple[list[str], dict[str, dict[str, ReferenceRun
         tools[tool] = None
         seconds = _parse_seconds(record["wall_s"], "wall_s", f"{path}:{line}", optional=True)
         key = f"{_normalise_path(record['onnx'])}|{_normalise_path(record['vnnlib'])}"
-        runs.setdefault(key, {})[tool] = ReferenceRun(_normalise_verdict(record["result"]) or "unknown", seconds)
+        result = _normalise_verdict(record["result"]) or "unknown"
+        runs.setdefault(key, {})[tool] = ReferenceRun(result, seconds)
     return list(tools), runs
 
 

@@ -62,11 +62,14 @@ class BenchmarkSummary:
 
 def summarise(outcomes: list[Outcome], tools: list[str]) -> list[BenchmarkSummary]:
     """One summary per benchmark (in order of first appearance), then the TOTAL."""
+    def empty(name: str) -> BenchmarkSummary:
+        return BenchmarkSummary(name, references={tool: Tally() for tool in tools})
+
     by_name: dict[str, BenchmarkSummary] = {}
-    total = BenchmarkSummary(TOTAL, references={tool: Tally() for tool in tools})
+    total = empty(TOTAL)
     for outcome in outcomes:
         name = outcome.instance.benchmark
-        summary = by_name.setdefault(name, BenchmarkSummary(name, references={tool: Tally() for tool in tools}))
+        summary = by_name.setdefault(name, empty(name))
         for target in (summary, total):
             _add_outcome(target, outcome)
     return [*by_name.values(), total]

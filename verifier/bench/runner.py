@@ -76,7 +76,8 @@ def _run_all(suite: Suite, timeout_cap, jobs: int, command) -> Iterator[tuple[in
     workers = WorkerGroup()
     pool = ThreadPoolExecutor(max_workers=jobs)
     try:
-        for future in as_completed([pool.submit(run, index, workers) for index in range(len(suite.instances))]):
+        futures = [pool.submit(run, index, workers) for index in range(len(suite.instances))]
+        for future in as_completed(futures):
             yield future.result()
     finally:
         pool.shutdown(wait=False, cancel_futures=True)

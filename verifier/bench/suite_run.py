@@ -24,8 +24,10 @@ def bench(csv_path: str | Path, *, root: str | Path | None = None, timeout_cap: 
     """Runs every selected instance of the CSV and reports; returns the outcomes in the CSV's order.
     Raises UserError for bad arguments or a missing/malformed CSV."""
     stdout = stdout or sys.stdout
-    _check_arguments(timeout_cap, jobs)
+    _check_arguments(timeout_cap, jobs, plot)
     suite = load_suite(csv_path, root=root, name_filter=name_filter)
+    if not suite.instances:
+        print(f"warning: no row of {csv_path} matches --filter {name_filter!r}", file=sys.stderr)
     started = time.monotonic()
     with ResultsWriter(out) as writer:
         outcomes = run_suite(suite, timeout_cap=timeout_cap, jobs=jobs, command=command,
@@ -43,8 +45,10 @@ def bench(csv_path: str | Path, *, root: str | Path | None = None, timeout_cap: 
     return outcomes
 
 
-def _check_arguments(timeout_cap: float | None, jobs: int) -> None:
+def _check_arguments(timeout_cap: float | None, jobs: int, plot: str | Path | None) -> None:
     if timeout_cap is not None and not timeout_cap > 0:
         raise UserError(f"--timeout-cap must be positive, got {timeout_cap}")
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")
+    if plot and not Path(plot).resolve().parent.is_dir():
+        raise UserError(f"--plot {plot}: no such folder")

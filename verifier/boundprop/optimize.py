@@ -24,6 +24,13 @@ class Spec:
     owner: torch.Tensor
     n_disjuncts: int
 
+    def rows_of(self, k: int) -> torch.Tensor:
+        return (self.owner == k).nonzero().flatten()
+
+    def only_disjunct(self, k: int) -> "Spec":
+        rows = self.rows_of(k)
+        return Spec(self.C[rows], self.d[rows], torch.zeros_like(rows), 1)
+
     def disjunct_margins(self, lower: torch.Tensor) -> torch.Tensor:
         """(B, K): the best row's (lower bound - threshold) for each disjunct."""
         gap = lower - self.d
