@@ -11,6 +11,7 @@ from onnx import numpy_helper
 from verifier.errors import UnsupportedModel, UserError
 from verifier.graph import onnx_ops
 from verifier.graph.ir import Graph, Node
+from verifier.graph.simplify import simplify
 from verifier.ops import RULES
 
 # Ops whose every output is computable at load time when their inputs are (Shape also folds on
@@ -103,7 +104,7 @@ def load_onnx(path: str | Path) -> Graph:
     output = builder.resolve(graph.output[0].name)
     if output in builder.constants:
         raise UserError(f"{path}: the output '{graph.output[0].name}' does not depend on the input")
-    nodes = _fuse_bias_into_matmul(builder.nodes, output)
+    nodes = simplify(builder.nodes, output)
     return Graph(model_input.name, input_shape, output, nodes,
                  "float64" if elem == onnx.TensorProto.DOUBLE else "float32", path)
 
@@ -152,26 +153,3 @@ def _fold(builder: Builder, node) -> None:
         builder.fail(f"could not fold this constant op ({type(e).__name__}: {e})")
     for name, value in zip(node.output, outputs):
         builder.constants[name] = np.asarray(value)
-
-
-def _fuse_bias_into_matmul(nodes: list[Node], output: str) -> list[Node]:
-    """MatMul followed by Add(constant) becomes one matmul with bias, when nothing else reads it."""
-    readers: dict[str, int] = {}
-    for n in nodes:
-        for i in n.inputs:
-            readers[i] = readers.get(i, 0) + 1
-    by_name = {n.name: n for n in nodes}
-    fused, dropped = [], set()
-    for n in nodes:
-        src = by_name.get(n.inputs[0]) if n.inputs else None
-        if (n.op == "affine" and set(n.tensors) == {"shift"} and src is not None
-                and src.op == "matmul" and readers[src.name] == 1 and src.name != output
-                and n.shape == src.shape):
-            bias = n.tensors["shift"] + src.tensors.get("b", 0.0)
-            merged = Node(n.name, "matmul", src.inputs, n.shape,
-                          {"W": src.tensors["W"], "b": bias}, {}, src.onnx_name)
-            fused[fused.index(src)] = merged
-            dropped.add(n.name)
-            continue
-        fused.append(n)
-    return fused
