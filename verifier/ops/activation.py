@@ -37,9 +37,10 @@ class Activation(Rule):
         a_lo, b_lo, a_up, b_up = (t.unsqueeze(1) for t in state.relaxation(node))
         if alpha is not None:  # optimised lower slopes, only where the neuron is unstable
             a_lo = torch.where(self.unstable(state, node), alpha, a_lo)
-        pos, neg = lam.clamp(min=0), lam.clamp(max=0)
-        lam_in = pos * a_lo + neg * a_up
-        bias = (pos * b_lo + neg * b_up).flatten(2).sum(-1)
+        positive = lam > 0
+        lam_in = lam * torch.where(positive, a_lo, a_up)
+        intercept = torch.where(positive, b_lo, b_up).flatten(2)
+        bias = torch.einsum("bmn,bmn->bm", lam.flatten(2), intercept.expand(-1, lam.shape[1], -1))
         return [lam_in], bias
 
 

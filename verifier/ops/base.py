@@ -74,4 +74,4 @@ def lam_to_input_shape(lam: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Te
 
 def bias_of(lam: torch.Tensor, const: torch.Tensor) -> torch.Tensor:
     """lam . const summed over the per-sample dims: (B, m)."""
-    return (lam * const).flatten(2).sum(-1)
+    return lam.flatten(2) @ const.broadcast_to(lam.shape[2:]).flatten()

@@ -26,23 +26,35 @@ class ResidualBlock(nn.Module):
         return self.act2(x + self.conv2(self.act1(self.conv1(x))))
 
 
-def build_model(arch: str, act: str, input_shape: tuple[int, ...], hidden: int = 16) -> nn.Module:
-    """A network with a few hundred to a few thousand parameters; input_shape excludes the batch."""
+def build_model(arch: str, act: str, input_shape: tuple[int, ...], hidden: int = 16) -> nn.Sequential:
+    """A network with a few hundred to a few thousand parameters; input_shape excludes the batch.
+
+    Every architecture ends in the same head, Linear-act-Linear-act-Linear (two logits), whose
+    input is the flat input (MLP) or the pooled convolutional features (CNN, ResNet): the
+    pockets are planted in that head (`verifier.soundness.pockets`).
+    """
     Act = _ACTIVATIONS[act]
     if arch == "mlp":
-        (n,) = input_shape
-        return nn.Sequential(nn.Linear(n, hidden), Act(), nn.Linear(hidden, hidden), Act(), nn.Linear(hidden, 2))
-    channels, height, width = input_shape
-    conv_channels = 4
-    pooled = conv_channels * (height - 1) * (width - 1)  # AvgPool 2x2, stride 1
-    if arch == "cnn":
+        (features,) = input_shape
+        body: list[nn.Module] = []
+    elif arch in ("cnn", "resnet"):
+        channels, height, width = input_shape
+        conv_channels = 4
         body = [nn.Conv2d(channels, conv_channels, 3, padding=1), Act()]
-    elif arch == "resnet":
-        body = [nn.Conv2d(channels, conv_channels, 3, padding=1), Act(), ResidualBlock(conv_channels, act)]
+        if arch == "resnet":
+            body.append(ResidualBlock(conv_channels, act))
+        body += [nn.AvgPool2d(2, stride=1), nn.Flatten()]
+        features = conv_channels * (height - 1) * (width - 1)
     else:
         raise ValueError(f"unknown architecture '{arch}' ({', '.join(ARCHS)})")
-    return nn.Sequential(*body, nn.AvgPool2d(2, stride=1), nn.Flatten(),
-                         nn.Linear(pooled, hidden), Act(), nn.Linear(hidden, 2))
+    head = [nn.Linear(features, hidden), Act(), nn.Linear(hidden, hidden // 2), Act(), nn.Linear(hidden // 2, 2)]
+    return nn.Sequential(*body, *head)
+
+
+def head_start(model: nn.Sequential) -> int:
+    """Index of the head's first Linear (the third Linear from the end)."""
+    linears = [i for i, m in enumerate(model) if isinstance(m, nn.Linear)]
+    return linears[-3]
 
 
 def parameter_count(model: nn.Module) -> int:
