@@ -18,6 +18,7 @@ from verifier.bab.common import BabOutcome, try_counterexamples
 from verifier.boundprop.engine import BoundState, crown, needs_tight_bounds
 from verifier.boundprop.optimize import Spec, initial_alphas, initial_betas, optimize_bounds, relu_nodes
 
+INTERMEDIATE_ITERATIONS = 10  # alpha-CROWN steps per intermediate node, at the root only
 ROOT_ITERATIONS = 40
 CHILD_ITERATIONS = 12
 LEAF_ITERATIONS = 200
@@ -67,7 +68,7 @@ def relu_split_bab(query, region, spec: Spec) -> BabOutcome:
     graph = query.graph64
     lo = torch.as_tensor(region.lo, dtype=torch.float64, device=graph.device).unsqueeze(0)
     hi = torch.as_tensor(region.hi, dtype=torch.float64, device=graph.device).unsqueeze(0)
-    root_state = crown(graph, lo, hi)
+    root_state = crown(graph, lo, hi, iterations=INTERMEDIATE_ITERATIONS)
     query.check_time()
     root = _bound(query, root_state, spec, _root_domains(root_state, spec), ROOT_ITERATIONS)
     refuted = query.refuted(root.lower, spec)[0]

@@ -101,8 +101,10 @@ def concretize_lower(lam: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> t
     return torch.einsum("bmn,bn->bm", lam, centre) - torch.einsum("bmn,bn->bm", lam.abs(), radius)
 
 
-def bound_rows(state: BoundState, name: str, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """CROWN lower and upper bounds (B, k) of the elements `rows` (flat indices) of a node."""
+def bound_rows(state: BoundState, name: str, rows: torch.Tensor,
+               iterations: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """CROWN lower and upper bounds (B, k) of the elements `rows` (flat indices) of a node;
+    with iterations > 0, alpha-CROWN with slopes optimised for these rows."""
     shape = state.shape_of(name)
     size = max(1, int(torch.tensor(shape).prod()))
     widest = max([size] + [n.size for n in state.graph.nodes])
@@ -114,7 +116,8 @@ def bound_rows(state: BoundState, name: str, rows: torch.Tensor) -> tuple[torch.
         eye = torch.arange(k, device=C.device)
         C[:, eye, part] = 1.0
         C[:, eye + k, part] = -1.0
-        lb = backward(state, name, C.reshape(state.batch, 2 * k, *shape))
+        C = C.reshape(state.batch, 2 * k, *shape)
+        lb = optimized_backward(state, name, C, iterations) if iterations else backward(state, name, C)
         lowers.append(lb[:, :k])
         uppers.append(-lb[:, k:])
     return torch.cat(lowers, 1), torch.cat(uppers, 1)
@@ -130,8 +133,50 @@ def needs_tight_bounds(graph: Graph) -> dict[str, bool]:
     return result
 
 
-def crown(graph: Graph, lo: torch.Tensor, hi: torch.Tensor, state: BoundState | None = None) -> BoundState:
-    """IBP everywhere, then CROWN on every input of a nonlinear node, in topological order."""
+def optimized_backward(state: BoundState, start: str, C: torch.Tensor, iterations: int,
+                       lr: float = 0.1) -> torch.Tensor:
+    """alpha-CROWN for the rows C of an intermediate node: the lower slopes of the ReLUs before
+    it, one per (box, row, neuron), maximise these rows' bounds by Adam; the best bound seen
+    per row is kept (each is sound)."""
+    relus = []
+    for node in state.graph.nodes:
+        if node.name == start:
+            break
+        if node.op == "relu":
+            relus.append(node)
+    if not relus:
+        return backward(state, start, C)
+    m = C.shape[1]
+    alphas = {}
+    for node in relus:
+        l, u = state.bounds[node.inputs[0]]
+        slope = (u > -l).to(l.dtype).unsqueeze(1)
+        alphas[node.name] = slope.expand(-1, m, *([-1] * (l.dim() - 1))).clone().requires_grad_(True)
+    saved, state.alphas = state.alphas, alphas
+    optimizer = torch.optim.Adam(list(alphas.values()), lr=lr)
+    best = None
+    try:
+        for step in range(iterations + 1):
+            with torch.set_grad_enabled(step < iterations):
+                lower = backward(state, start, C, use_parameters=True)
+            best = lower.detach() if best is None else torch.maximum(best, lower.detach())
+            if step == iterations:
+                break
+            optimizer.zero_grad(set_to_none=True)
+            (-lower.sum()).backward()
+            optimizer.step()
+            with torch.no_grad():
+                for a in alphas.values():
+                    a.clamp_(0, 1)
+    finally:
+        state.alphas = saved
+    return best
+
+
+def crown(graph: Graph, lo: torch.Tensor, hi: torch.Tensor, state: BoundState | None = None,
+          iterations: int = 0) -> BoundState:
+    """IBP everywhere, then CROWN on every input of a nonlinear node, in topological order
+    (alpha-CROWN with that many Adam steps per node when iterations > 0)."""
     state = state or BoundState(graph, lo, hi)
     targets = needs_tight_bounds(graph)
     for node in graph.nodes:
@@ -141,18 +186,18 @@ def crown(graph: Graph, lo: torch.Tensor, hi: torch.Tensor, state: BoundState | 
             u = torch.minimum(u, state.bounds[node.name][1])
         state.set_bounds(node.name, l, u)
         if node.name in targets:
-            tighten(state, node.name, unstable_only=targets[node.name])
+            tighten(state, node.name, unstable_only=targets[node.name], iterations=iterations)
     return state
 
 
-def tighten(state: BoundState, name: str, unstable_only: bool) -> None:
+def tighten(state: BoundState, name: str, unstable_only: bool, iterations: int = 0) -> None:
     l, u = state.bounds[name]
     flat_l, flat_u = l.flatten(1), u.flatten(1)
     mask = (flat_l < 0) & (flat_u > 0) if unstable_only else torch.ones_like(flat_l, dtype=torch.bool)
     rows = mask.any(0).nonzero().flatten()
     if rows.numel() == 0:
         return
-    new_l, new_u = bound_rows(state, name, rows)
+    new_l, new_u = bound_rows(state, name, rows, iterations)
     flat_l, flat_u = flat_l.clone(), flat_u.clone()
     flat_l[:, rows] = torch.maximum(flat_l[:, rows], new_l)
     flat_u[:, rows] = torch.minimum(flat_u[:, rows], new_u)
