@@ -4,7 +4,7 @@ A domain is the region's box plus a set of split neurons (active: x >= 0, inacti
 Its bound comes from the backward pass with optimised slopes (alpha) and split multipliers
 (beta); intermediate bounds are inherited from the root, tightened only at split neurons.
 Each round takes the domains with the worst bounds, splits the best-scoring neuron of each
-(BaBSR score, then the best of the top few by a cheap bound: filtered smart branching),
+(BaBSR score, then the best of the top few by a plain CROWN bound: filtered smart branching),
 bounds all children at once, closes the refuted ones, and tries the minimisers of the
 children's linear bounds as counterexamples.
 """
@@ -22,6 +22,7 @@ INTERMEDIATE_ITERATIONS = 10  # alpha-CROWN steps per intermediate node, at the 
 ROOT_ITERATIONS = 40
 CHILD_ITERATIONS = 12
 LEAF_ITERATIONS = 200
+FSB_CANDIDATES = 3
 _MEMORY_ELEMENTS = 2 ** 24  # per-domain tensors (alphas, betas, lams, Adam moments) budget
 
 
@@ -110,7 +111,8 @@ def _tree(query, region, spec: Spec, root_state: BoundState, domains: Domains) -
         order = spec.disjunct_margins(domains.lower).min(1).values.argsort()
         chosen, rest = domains.select(order[:batch]), domains.select(order[batch:])
         try:
-            children = _bound(query, root_state, spec, _branch(chosen, pre_activation), CHILD_ITERATIONS)
+            children = _branch(root_state, spec, chosen, pre_activation)
+            children = _bound(query, root_state, spec, children, CHILD_ITERATIONS)
         except torch.cuda.OutOfMemoryError:
             batch = max(1, batch // 2)
             domains = Domains.concat([chosen, rest])
@@ -169,21 +171,40 @@ def _babsr_scores(state, spec, lower, splits, record):
     return scores
 
 
-def _branch(domains: Domains, pre_activation: dict[str, str]) -> Domains:
-    """Two children per domain: its best-scoring neuron split active and inactive."""
+def _branch(root, spec: Spec, domains: Domains, pre_activation: dict[str, str]) -> Domains:
+    """Two children per domain, splitting one neuron active and inactive: among the top
+    BaBSR candidates, the one whose worse child has the best plain-CROWN bound (filtered
+    smart branching)."""
+    flat = torch.cat([s.flatten(1) for s in domains.scores.values()], 1)
+    top_scores, top = flat.topk(min(FSB_CANDIDATES, flat.shape[1]), dim=1)
+    if top.shape[1] == 1:
+        return _children(domains, top[:, 0], pre_activation)
+    n = len(domains)
+    quality = []
+    for j in range(top.shape[1]):
+        children = _children(domains, top[:, j], pre_activation)
+        lower, _, _ = optimize_bounds(_state_for(root, children), spec, 0, alphas=children.alphas,
+                                      betas=children.betas, splits=children.splits)
+        worst = spec.disjunct_margins(lower).min(1).values
+        quality.append(torch.minimum(worst[:n], worst[n:]))
+    quality = torch.stack(quality, 1).masked_fill(torch.isinf(top_scores), float("-inf"))
+    best = top[torch.arange(n, device=top.device), quality.argmax(1)]
+    return _children(domains, best, pre_activation)
+
+
+def _children(domains: Domains, neuron: torch.Tensor, pre_activation: dict[str, str]) -> Domains:
+    """Split each domain's neuron (a flat index over all ReLU layers): active children first."""
     names = list(domains.scores)
-    flat = torch.cat([domains.scores[k].flatten(1) for k in names], 1)
-    best = flat.argmax(1)
     sizes = [domains.scores[k][0].numel() for k in names]
-    offsets = torch.tensor([0] + sizes, device=best.device).cumsum(0)
+    offsets = torch.tensor([0] + sizes, device=neuron.device).cumsum(0)
     n = len(domains)
     active, inactive = domains.select(torch.arange(n)), domains.select(torch.arange(n))
     for i, name in enumerate(names):
-        in_layer = (best >= offsets[i]) & (best < offsets[i + 1])
+        in_layer = (neuron >= offsets[i]) & (neuron < offsets[i + 1])
         if not in_layer.any():
             continue
         rows = in_layer.nonzero().flatten()
-        cols = best[rows] - offsets[i]
+        cols = neuron[rows] - offsets[i]
         pre = pre_activation[name]
         for child, sign in ((active, 1), (inactive, -1)):
             child.splits[name] = child.splits[name].clone()
