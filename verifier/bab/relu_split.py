@@ -12,16 +12,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from verifier.bab.common import BabOutcome, try_counterexamples
+from verifier.bab.leaf_lp import solve_leaf
 from verifier.boundprop.engine import BoundState, crown, needs_tight_bounds
+from verifier.ops import RULES
 from verifier.boundprop.optimize import Spec, initial_alphas, initial_betas, optimize_bounds, relu_nodes
 
 INTERMEDIATE_ITERATIONS = 10  # alpha-CROWN steps per intermediate node, at the root only
 ROOT_ITERATIONS = 40
 CHILD_ITERATIONS = 12
-LEAF_ITERATIONS = 200
 FSB_CANDIDATES = 3
 _MEMORY_ELEMENTS = 2 ** 24  # per-domain tensors (alphas, betas, lams, Adam moments) budget
 
@@ -102,7 +104,7 @@ def _tree(query, region, spec: Spec, root_state: BoundState, domains: Domains) -
             return BabOutcome("sat", witness, bounded)
         domains, leaves = _split_off_leaves(domains)
         if leaves is not None:
-            outcome = _close_leaves(query, region, spec, root_state, leaves)
+            outcome = _close_leaves(query, region, spec, root_state, leaves, pre_activation)
             if outcome is not None:
                 return outcome
         if len(domains) == 0:
@@ -226,17 +228,32 @@ def _split_off_leaves(domains: Domains):
     return domains.select(branchable), domains.select(~branchable)
 
 
-def _close_leaves(query, region, spec, root, leaves: Domains):
-    """Exact leaves: optimise longer (the optimum is the LP value); a leaf still open after
-    that holds a counterexample candidate at its linear-bound minimiser, else stays unknown."""
-    closed = _bound(query, root, spec, leaves, LEAF_ITERATIONS)
-    refuted = query.refuted(closed.lower, spec).all(1)
-    if refuted.all():
-        return None
-    witness = _attack(query, region, spec, root, closed.select(~refuted))
-    if witness is not None:
-        return BabOutcome("sat", witness, len(leaves))
-    return BabOutcome("unknown", None, len(leaves), "a fully split leaf stayed open")
+def _close_leaves(query, region, spec, root, leaves: Domains, pre_activation: dict):
+    """Fully split leaves are decided exactly by LP (see leaf_lp): a counterexample from an
+    LP minimiser, or split multipliers from its duals that make the float64 bound refute the
+    leaf. A leaf neither closes nor yields a counterexample only when the LP itself fails."""
+    if any(n.op != "relu" and RULES[n.op].nonlinear for n in root.graph.nodes):
+        return BabOutcome("unknown", None, len(leaves), "a fully split leaf has other nonlinear ops")
+    for i in range(len(leaves)):
+        query.check_time()
+        leaf = leaves.select(torch.tensor([i]))
+        state = _state_for(root, leaf)
+        minimisers, multipliers = solve_leaf(state, spec.C, leaf.splits, pre_activation)
+        points = [x for x in (minimisers or []) if x is not None]
+        if points:
+            witness = try_counterexamples(query, region, torch.as_tensor(np.stack(points)))
+            if witness is not None:
+                return BabOutcome("sat", witness, len(leaves))
+        betas = {name: torch.zeros_like(b) for name, b in leaf.betas.items()}
+        for row, by_node in enumerate(multipliers):
+            for name, entries in by_node.items():
+                flat = betas[name][0, row].view(-1)
+                for index, value in entries:
+                    flat[index] = value
+        lower, _, _ = optimize_bounds(state, spec, 0, alphas=leaf.alphas, betas=betas, splits=leaf.splits)
+        if not query.refuted(lower, spec).all():
+            return BabOutcome("unknown", None, len(leaves), "an LP leaf stayed open")
+    return None
 
 
 def _attack(query, region, spec, root, domains: Domains):
