@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", help="write a VNN-COMP result file here")
     v.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--split", choices=["auto", "input", "relu"], default="auto",
+                   help="branch and bound on input boxes or ReLU neurons (default: chosen per problem)")
 
     b = sub.add_parser("bounds", help="bounds of every output over the spec's input boxes")
     b.add_argument("model")
@@ -97,7 +99,7 @@ def cmd_verify(args, started: float) -> int:
 
         _check_device(args.device)
         result = api.verify(args.model, args.spec, timeout=args.timeout, started=started,
-                            device=args.device, seed=args.seed)
+                            device=args.device, seed=args.seed, split=args.split)
     except UserError as e:
         reporter.report("error\n", f"error: {e}")
         return EXIT_USER_ERROR

@@ -11,6 +11,7 @@ class Options:
     seed: int = 0
     attack_restarts: int = 64
     attack_steps: int = 100
+    split: str = "auto"  # branch and bound on "input" boxes, "relu" neurons, or "auto"
 
     def resolved_device(self) -> str:
         import torch

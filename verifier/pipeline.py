@@ -103,8 +103,7 @@ def branch_and_bound(query: Query, region: Region):
     from verifier.bab.input_split import input_split_bab
 
     spec = make_spec(region, query.graph64.device)
-    piecewise_linear = all(n.op not in ("sigmoid", "tanh") for n in query.graph64.nodes)
-    if region.n_inputs <= _INPUT_SPLIT_MAX_DIM or not piecewise_linear:
+    if _split_kind(query, region) == "input":
         outcome = input_split_bab(query, region, spec)
         outcome.note = outcome.note or f"input split ({outcome.domains} boxes)"
         return outcome
@@ -113,6 +112,14 @@ def branch_and_bound(query: Query, region: Region):
     outcome = relu_split_bab(query, region, spec)
     outcome.note = outcome.note or f"relu split ({outcome.domains} domains)"
     return outcome
+
+
+def _split_kind(query: Query, region: Region) -> str:
+    """Input splitting for few inputs or smooth activations, ReLU splitting otherwise."""
+    if query.options.split != "auto":
+        return query.options.split
+    piecewise_linear = all(n.op not in ("sigmoid", "tanh") for n in query.graph64.nodes)
+    return "input" if region.n_inputs <= _INPUT_SPLIT_MAX_DIM or not piecewise_linear else "relu"
 
 
 def make_spec(region: Region, device) -> Spec:
