@@ -7,6 +7,8 @@ nonlinear node that way, in topological order, then bounds the output.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from verifier.graph.ir import Graph
@@ -106,7 +108,7 @@ def bound_rows(state: BoundState, name: str, rows: torch.Tensor,
     """CROWN lower and upper bounds (B, k) of the elements `rows` (flat indices) of a node;
     with iterations > 0, alpha-CROWN with slopes optimised for these rows."""
     shape = state.shape_of(name)
-    size = max(1, int(torch.tensor(shape).prod()))
+    size = math.prod(shape)
     widest = max([size] + [n.size for n in state.graph.nodes])
     chunk = max(1, _MAX_LAM_ELEMENTS // (2 * state.batch * widest))
     lowers, uppers = [], []

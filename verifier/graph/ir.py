@@ -6,6 +6,8 @@ dimensions set to 1, so a model exported with batch size 1 still evaluates a bat
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 
 import torch
@@ -23,10 +25,7 @@ class Node:
 
     @property
     def size(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
+        return math.prod(self.shape)
 
 
 @dataclass
@@ -44,10 +43,7 @@ class Graph:
 
     @property
     def input_size(self) -> int:
-        n = 1
-        for d in self.input_shape:
-            n *= d
-        return n
+        return math.prod(self.input_shape)
 
     @property
     def output_shape(self) -> tuple[int, ...]:
@@ -55,10 +51,7 @@ class Graph:
 
     @property
     def output_size(self) -> int:
-        n = 1
-        for d in self.output_shape:
-            n *= d
-        return n
+        return math.prod(self.output_shape)
 
     def shape_of(self, name: str) -> tuple[int, ...]:
         return self.input_shape if name == self.input_name else self.by_name[name].shape

@@ -6,6 +6,8 @@ The window structure is a constant index table `window` (n_out, k) of flat input
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -67,13 +69,7 @@ class MaxPool(Rule):
         coefficient = pos + neg * exact
         bias = (neg * (1 - exact) * max_upper.unsqueeze(1)).sum(-1)
         in_shape = state.shape_of(node.inputs[0])
-        lam_in = lam.new_zeros(*lam.shape[:2], _numel(in_shape))
+        lam_in = lam.new_zeros(*lam.shape[:2], math.prod(in_shape))
         lam_in.scatter_add_(2, source.unsqueeze(1).expand_as(coefficient), coefficient)
         return [lam_in.reshape(*lam.shape[:2], *in_shape)], bias
 
-
-def _numel(shape):
-    n = 1
-    for s in shape:
-        n *= s
-    return n
