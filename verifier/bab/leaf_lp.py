@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.optimize import linprog
 
 from verifier.boundprop.engine import BoundState, backward, concretize_lower
 
@@ -56,6 +55,7 @@ def split_constraints(state: BoundState, splits: dict, pre_activation: dict):
 
 def solve_leaf(state: BoundState, spec_C: torch.Tensor, splits: dict, pre_activation: dict):
     """LP per spec row. Returns (minimisers (m, n) or None rows, betas per row as dicts)."""
+    from scipy.optimize import linprog  # 0.7 s to import; leaves are rare
     lo, hi = state.lo[0].flatten().cpu().numpy(), state.hi[0].flatten().cpu().numpy()
     S, s, origin = split_constraints(state, splits, pre_activation)
     A, a = affine_map(state, state.graph.output_name, torch.arange(spec_C.shape[1]))
@@ -78,6 +78,7 @@ def solve_leaf(state: BoundState, spec_C: torch.Tensor, splits: dict, pre_activa
 
 def _emptiness_multipliers(S, s, lo, hi, origin):
     """Weights mu >= 0 with mu.(S x - s) > 0 on the whole box: min t s.t. S x - s <= t."""
+    from scipy.optimize import linprog
     n = S.shape[1]
     c = np.zeros(n + 1)
     c[-1] = 1.0

@@ -11,6 +11,7 @@ import math
 
 import torch
 
+from verifier.boundprop.adam import Adam
 from verifier.graph.ir import Graph
 from verifier.ops import RULES
 
@@ -155,7 +156,7 @@ def optimized_backward(state: BoundState, start: str, C: torch.Tensor, iteration
         slope = (u > -l).to(l.dtype).unsqueeze(1)
         alphas[node.name] = slope.expand(-1, m, *([-1] * (l.dim() - 1))).clone().requires_grad_(True)
     saved, state.alphas = state.alphas, alphas
-    optimizer = torch.optim.Adam(list(alphas.values()), lr=lr)
+    optimizer = Adam([(list(alphas.values()), lr)])
     best = None
     try:
         for step in range(iterations + 1):
@@ -164,7 +165,7 @@ def optimized_backward(state: BoundState, start: str, C: torch.Tensor, iteration
             best = lower.detach() if best is None else torch.maximum(best, lower.detach())
             if step == iterations:
                 break
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             (-lower.sum()).backward()
             optimizer.step()
             with torch.no_grad():

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from verifier.boundprop.adam import Adam
 from verifier.boundprop.engine import BoundState, output_lower_bounds
 
 
@@ -90,10 +91,10 @@ def optimize_bounds(state: BoundState, spec: Spec, iterations: int,
     params = [a.requires_grad_(True) for a in alphas.values()]
     beta_params = [betas[name].requires_grad_(True) for name in signs]
     state.alphas = alphas
-    groups = [{"params": params, "lr": lr_alpha}]
+    groups = [(params, lr_alpha)]
     if beta_params:
-        groups.append({"params": beta_params, "lr": lr_beta})
-    optimizer = torch.optim.Adam(groups) if iterations > 0 else None
+        groups.append((beta_params, lr_beta))
+    optimizer = Adam(groups) if iterations > 0 else None
     best = None
     for step in range(iterations + 1):
         state.lam_offsets = {name: betas[name] * s for name, s in signs.items()}
@@ -102,7 +103,7 @@ def optimize_bounds(state: BoundState, spec: Spec, iterations: int,
         if step == iterations or bool((spec.disjunct_margins(best) > 0).all()):
             break
         loss = -spec.disjunct_margins(lower).clamp(max=0).sum()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         with torch.no_grad():

@@ -1,6 +1,7 @@
 """Affine ops: matrix products, convolutions, elementwise scale and shift, sums of tensors."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -78,7 +79,8 @@ class Affine(LinearRule):
         t = node.tensors
         y = x * t["scale"] if "scale" in t else x
         # a shift that broadcasts x up (a larger constant) sets the output shape, as in forward
-        return y.expand(torch.broadcast_shapes(y.shape, t["shift"].shape)) if "shift" in t else y
+        # (numpy's broadcast_shapes: torch's imports sympy, half a second of start-up)
+        return y.expand(np.broadcast_shapes(y.shape, t["shift"].shape)) if "shift" in t else y
 
     def forward_abs(self, node, r):
         return r * node.tensors["scale"].abs() if "scale" in node.tensors else r
