@@ -1,7 +1,9 @@
 """The strategy: cheapest stages first, stop at the first verdict.
 
-attack (quick) -> CROWN -> attack (full) -> open regions are unknown. Later stages (alpha-CROWN,
-branch and bound, SDP, SMT) plug in after CROWN on the regions still open.
+attack (quick) -> CROWN -> attack (full) -> branch and bound on each region still open (input
+splitting or ReLU splitting with alpha/beta-CROWN, chosen from the problem's shape). Later
+stages (SDP, SMT) plug in beside branch and bound. Every stage only proposes: sat goes through
+Query.confirm, unsat through Query.refuted.
 """
 from __future__ import annotations
 
