@@ -17,11 +17,17 @@ def test_float32_cast_is_nudged_into_the_box():
     assert np.all(x.astype(np.float64) <= hi) and np.all(x.astype(np.float64) >= lo)
 
 
-def test_no_float32_in_a_degenerate_box_means_no_candidate():
+def test_a_fixed_dimension_gets_the_float32_the_model_receives():
+    fixed = np.array([0.7, 0.5])  # 0.7 has no float32; 0.5 has
+    x = into_box_float32(fixed, fixed, fixed)
+    assert x.tolist() == [np.float32(0.7), np.float32(0.5)]
+
+
+def test_no_float32_in_a_thin_box_means_no_candidate():
     lo = np.array([0.7])
-    assert into_box_float32(lo, lo, lo) is None
-    exact = np.array([0.5])  # representable: the point itself is fine
-    assert into_box_float32(exact, exact, exact)[0] == np.float32(0.5)
+    hi = np.array([np.nextafter(0.7, 1.0)])  # positive width, but no float32 inside
+    assert np.float32(0.7) < lo[0] or np.float32(0.7) > hi[0]
+    assert into_box_float32(lo, lo, hi) is None
 
 
 def test_violates_needs_every_row_of_some_disjunct():

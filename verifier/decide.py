@@ -19,12 +19,20 @@ RELATIVE_MARGIN = 1e-6
 
 
 def into_box_float32(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
-    """x as float32, nudged to lie inside [lo, hi] exactly; None when no float32 fits."""
+    """x as float32, nudged to lie inside [lo, hi] exactly; None when no float32 fits.
+
+    One exception: a dimension fixed to a single value (lo == hi) that float32 cannot
+    represent gets the nearest float32, the input the model itself receives for that value
+    (VNN-COMP's collins_rul_cnn fixes most pixels that way). A box of positive width must
+    hold the float32 point with no tolerance.
+    """
     x32 = np.clip(np.asarray(x, dtype=np.float64), lo, hi).astype(np.float32)
     x32 = np.where(x32.astype(np.float64) < lo, np.nextafter(x32, np.float32(np.inf)), x32)
     x32 = np.where(x32.astype(np.float64) > hi, np.nextafter(x32, np.float32(-np.inf)), x32)
     inside = (x32.astype(np.float64) >= lo) & (x32.astype(np.float64) <= hi)
-    return x32 if inside.all() else None
+    fixed = lo == hi
+    x32 = np.where(fixed, np.asarray(lo, dtype=np.float32), x32)
+    return x32 if (inside | fixed).all() else None
 
 
 def violates(region: Region, y: np.ndarray) -> bool:

@@ -117,11 +117,13 @@ def branch_and_bound(query: Query, region: Region):
 
 
 def _split_kind(query: Query, region: Region) -> str:
-    """Input splitting for few inputs or smooth activations, ReLU splitting otherwise."""
+    """Input splitting for few free inputs (those with hi > lo) or smooth activations, ReLU
+    splitting otherwise."""
     if query.options.split != "auto":
         return query.options.split
     piecewise_linear = all(n.op not in ("sigmoid", "tanh") for n in query.graph64.nodes)
-    return "input" if region.n_inputs <= _INPUT_SPLIT_MAX_DIM or not piecewise_linear else "relu"
+    free_inputs = int(np.count_nonzero(region.hi > region.lo))
+    return "input" if free_inputs <= _INPUT_SPLIT_MAX_DIM or not piecewise_linear else "relu"
 
 
 def make_spec(region: Region, device) -> Spec:
