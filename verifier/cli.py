@@ -44,6 +44,26 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--filter", help="only rows whose benchmark, onnx or vnnlib path contains this")
     r.add_argument("--jobs", type=int, default=1, help="instances run at a time (default 1; timings "
                    "are only comparable with 1)")
+
+    s = sub.add_parser("soundness", help="soundness sets with hidden planted counterexamples: generate, check")
+    s_sub = s.add_subparsers(dest="soundness_command", required=True)
+    g = s_sub.add_parser("generate", help="train small networks with planted hidden counterexamples, and "
+                         "MILP-proved controls")
+    g.add_argument("--out", required=True, help="folder for onnx/, vnnlib/, witnesses/, instances.csv")
+    g.add_argument("--count", type=int, default=10, help="networks to train (default 10); each gives up to "
+                   "2 planted instances and, if ReLU, a control")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--arch", choices=["mlp", "cnn", "resnet", "mixed"], default="mixed")
+    g.add_argument("--act", choices=["relu", "tanh", "sigmoid", "mixed"], default="mixed")
+    g.add_argument("--timeout", type=float, default=30.0, help="per-instance timeout written to instances.csv")
+    c = s_sub.add_parser("check", help="run a verifier on every instance of a set; exit 1 on any UNSOUND or "
+                         "BAD-WITNESS")
+    c.add_argument("dir", help="a folder made by `soundness generate`")
+    c.add_argument("--command", dest="verifier_command", help="command template with {onnx} {vnnlib} {timeout} "
+                   "{result} (default: this verifier, cli.py verify, in a fresh process)")
+    c.add_argument("--timeout", type=float, help="seconds per instance (default: instances.csv's)")
+    c.add_argument("--out", default="soundness_results.csv", help="results CSV (default soundness_results.csv)")
+    c.add_argument("--filter", help="only instances whose vnnlib path contains this")
     return parser
 
 
@@ -138,6 +158,24 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_soundness(args) -> int:
+    if args.soundness_command == "generate":
+        from verifier.soundness.generate import GenerateConfig, format_report, generate
+
+        config = GenerateConfig(count=args.count, seed=args.seed, arch=args.arch, act=args.act,
+                                timeout=args.timeout)
+        print(format_report(generate(args.out, config), args.out))
+        return 0
+    from verifier.soundness.check import DEFAULT_COMMAND, check, format_table, write_csv
+
+    report = check(args.dir, command=args.verifier_command or DEFAULT_COMMAND, timeout=args.timeout,
+                   name_filter=args.filter)
+    write_csv(report, args.out)
+    print(format_table(report))
+    print(f"results: {args.out}")
+    return 1 if report.failed else 0
+
+
 def main(argv: list[str] | None = None, started: float | None = None) -> int:
     started = time.monotonic() if started is None else started
     args = build_parser().parse_args(argv)
@@ -146,7 +184,7 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
     from verifier.errors import UserError
 
     try:
-        return {"bounds": cmd_bounds, "bench": cmd_bench}[args.command](args)
+        return {"bounds": cmd_bounds, "bench": cmd_bench, "soundness": cmd_soundness}[args.command](args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -1,9 +1,9 @@
 """The synthetic two-class data of one network: L-inf boxes around random centres, each with
-a label, and for the planted ones a point (on a corner or strictly inside) that the
-network is trained to misclassify.
+a label, and for the planted ones a point (on a corner or strictly inside) where a pocket of
+the other class will be planted.
 
-Inputs live in [-1, 1]; boxes of one network do not intersect. Everything is float32, so
-that the boxes and points written to the files are exactly the ones trained on.
+Inputs live in [-1, 1]; the boxes of one network lie at least a radius apart. Everything is
+float32, so that the boxes and points written to the files are exactly the ones used.
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import numpy as np
 DATA_RANGE = 1.0
 CORNER, INTERIOR = "corner", "interior"
 PLACEMENTS = (CORNER, INTERIOR)
-# An interior point keeps this fraction of the radius (plus its pocket) away from the faces.
-_INTERIOR_SPREAD = 0.6
+# An interior point lies within this fraction of the radius from the centre (strictly inside).
+_INTERIOR_REACH = 0.5
 
 
 @dataclass
@@ -26,7 +26,7 @@ class Box:
     radius: float
     label: int
     placement: str | None = None  # CORNER or INTERIOR for a planted box, None for a clean one
-    planted: np.ndarray | None = None  # the point trained to be misclassified (flat float32)
+    planted: np.ndarray | None = None  # the planted point (flat float32)
 
     @property
     def lo(self) -> np.ndarray:
@@ -36,29 +36,17 @@ class Box:
     def hi(self) -> np.ndarray:
         return (self.centre + np.float32(self.radius)).astype(np.float32)
 
-    @property
-    def target(self) -> int:
-        return 1 - self.label
-
-    def with_radius(self, radius: float) -> "Box":
-        """The same box shrunk (or grown) about its centre; a corner plant moves with the corner."""
-        planted = self.planted
-        if self.placement == CORNER:
-            signs = np.sign(self.planted - self.centre)
-            planted = np.where(signs > 0, self.centre + np.float32(radius), self.centre - np.float32(radius))
-            planted = planted.astype(np.float32)
-        return Box(self.centre, radius, self.label, self.placement, planted)
-
 
 def sample_boxes(rng: np.random.Generator, n_inputs: int, radius: float, placements: list[str],
-                 n_clean: int, pocket_fraction: float) -> list[Box]:
-    """One planted box per placement, then n_clean clean ones, with random labels."""
-    centres = _separated_centres(rng, n_inputs, radius, len(placements) + n_clean)
+                 n_clean: int) -> list[Box]:
+    """One planted box per placement, then n_clean clean ones; random labels, both classes present."""
+    count = len(placements) + n_clean
+    centres = _separated_centres(rng, n_inputs, radius, count)
+    labels = rng.permutation(np.arange(count) % 2).tolist()
     boxes = []
-    for k, centre in enumerate(centres):
-        label = int(rng.integers(2))
+    for k, (centre, label) in enumerate(zip(centres, labels)):
         if k < len(placements):
-            planted = _planted_point(rng, centre, radius, placements[k], pocket_fraction)
+            planted = _planted_point(rng, centre, radius, placements[k])
             boxes.append(Box(centre, radius, label, placements[k], planted))
         else:
             boxes.append(Box(centre, radius, label))
@@ -75,20 +63,11 @@ def _separated_centres(rng, n_inputs: int, radius: float, count: int) -> list[np
     return centres
 
 
-def _planted_point(rng, centre: np.ndarray, radius: float, placement: str, pocket_fraction: float) -> np.ndarray:
-    r = np.float32(radius)
-    if placement == CORNER:
-        signs = rng.integers(2, size=centre.size) * 2 - 1
-        return np.where(signs > 0, centre + r, centre - r).astype(np.float32)
+def _planted_point(rng, centre: np.ndarray, radius: float, placement: str) -> np.ndarray:
+    lo, hi = centre - np.float32(radius), centre + np.float32(radius)
+    if placement == CORNER:  # exactly the box's corner, as the box is computed and written
+        return np.where(rng.integers(2, size=centre.size) > 0, hi, lo).astype(np.float32)
     if placement == INTERIOR:
-        reach = _INTERIOR_SPREAD * (1 - pocket_fraction) * radius
+        reach = _INTERIOR_REACH * radius
         return (centre + rng.uniform(-reach, reach, centre.size)).astype(np.float32)
     raise ValueError(f"unknown placement '{placement}' ({', '.join(PLACEMENTS)})")
-
-
-def in_pocket(x, planted: np.ndarray, pocket_radius: float):
-    """Which rows of x (N, n) lie within the L-inf pocket around the planted point (torch or numpy)."""
-    import torch
-
-    diff = x - torch.as_tensor(planted, dtype=x.dtype)
-    return diff.abs().amax(-1) < pocket_radius
