@@ -206,3 +206,32 @@ def test_our_verifier_on_a_few_shipped_instances():
     report = check(SHIPPED, timeout=10, runner=SUBPROCESS, select=lambda r: r.vnnlib in names, log=lambda s: None)
     assert len(report.runs) == len(rows)
     assert report.count(UNSOUND) == report.count(BAD_WITNESS) == report.count(CONFLICT) == 0
+
+
+# ---------------------------------------------------------------- the exact control proof
+
+@pytest.mark.parametrize("seed", range(4))
+def test_milp_proof_agrees_with_a_dense_grid(seed):
+    """On a 2-input ReLU network, the MILP's proof and its maximum agree with a fine grid: a
+    proof only where the grid's worst margin is below -PROOF_MARGIN, else a maximum at least
+    the grid's."""
+    import torch
+
+    from verifier.soundness.exact import PROOF_MARGIN, prove_robust
+    from verifier.soundness.models import build_model
+
+    torch.manual_seed(seed)
+    model = build_model("mlp", "relu", (2,), hidden=8).eval()
+    lo, hi = np.array([-0.3, -0.2], dtype=np.float32), np.array([0.1, 0.4], dtype=np.float32)
+    axes = [np.linspace(lo[i], hi[i], 301) for i in range(2)]
+    grid = np.stack(np.meshgrid(*axes), -1).reshape(-1, 2)
+    with torch.no_grad():
+        y = model(torch.as_tensor(grid, dtype=torch.float32)).double().numpy()
+    for label in (0, 1):
+        worst = float(np.max(y[:, 1 - label] - y[:, label]))
+        proof = prove_robust(model, (2,), lo, hi, label)
+        if proof.proved:
+            assert worst < -PROOF_MARGIN
+        else:
+            assert proof.status == "a point reaches the margin", proof
+            assert -PROOF_MARGIN <= proof.reached and worst <= proof.reached + 1e-4 * (1 + abs(proof.reached))

@@ -1,10 +1,14 @@
 """The exact proof behind a control instance: a mixed-integer program (big-M encoding of every
-ReLU, float64, HiGHS through scipy.optimize.milp) maximises f_other - f_label over the box;
-the instance is a control (truth: unsat) only when HiGHS proves, to the end and within its
-time limit, that no input of the box reaches f_other - f_label >= -PROOF_MARGIN (the MILP with
-that row added is infeasible), i.e. the maximum is below -PROOF_MARGIN. Independent of the verifier: the
-network is read from the torch model, each linear piece (Linear, Conv2d, AvgPool2d, Flatten,
-the residual Add) turned into a dense matrix by applying it to the identity.
+ReLU, float64, HiGHS through scipy.optimize.milp) over the box. The instance is a control
+(truth: unsat) only when HiGHS proves, to the end and within its time limit, that no input of
+the box reaches f_other - f_label >= -PROOF_MARGIN (the MILP with that row added is
+infeasible), i.e. the maximum is below -PROOF_MARGIN.
+
+Independent of the verifier: the network is read from the torch model (weights as exported,
+float32, taken as float64), each linear piece (Linear, Conv2d, AvgPool2d, Flatten, the
+residual Add) turned into a dense matrix by applying it to the identity, and that reading is
+checked against torch on random inputs. Pre-activation bounds for the big-M constants:
+interval arithmetic, then LP relaxations layer by layer, each widened against rounding.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ TIME_LIMIT = 30.0  # seconds for the whole proof (bounds and MILP)
 _LINEAR_MODULES = (nn.Linear, nn.Conv2d, nn.AvgPool2d, nn.Flatten)
 _INPUT = -1  # source index of the network input
 _SLACK = 1e-7  # relative widening of interval bounds (covers float64 rounding)
+_LP_SLACK = 1e-6  # relative widening of LP bounds (covers HiGHS's tolerances)
 
 
 # ---------------------------------------------------------------- the network as ReLU layers
@@ -127,8 +132,8 @@ def _interval(expr: AffineExpr, values) -> tuple[np.ndarray, np.ndarray]:
     return _widen(l, u)
 
 
-def _widen(l, u):
-    slack = _SLACK * (1 + np.maximum(np.abs(l), np.abs(u)))
+def _widen(l, u, relative: float = _SLACK):
+    slack = relative * (1 + np.maximum(np.abs(l), np.abs(u)))
     return l - slack, u + slack
 
 
@@ -146,7 +151,7 @@ def tightened_bounds(net: ReluNetwork, lo: np.ndarray, hi: np.ndarray) -> list[t
         l, u = l.copy(), u.copy()
         for i in unstable:
             low, high = program.lp_min(coeffs[i]), -program.lp_min(-coeffs[i])
-            new_l, new_u = _widen(np.array([low + bias[i]]), np.array([high + bias[i]]))
+            new_l, new_u = _widen(np.array([low + bias[i]]), np.array([high + bias[i]]), _LP_SLACK)
             l[i], u[i] = max(l[i], new_l[0]), min(u[i], new_u[0])
         bounds[j] = (l, u)
         bounds[j + 1:] = _propagate(net, lo, hi, bounds[:j + 1])
