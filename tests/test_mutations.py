@@ -109,6 +109,19 @@ def s_curve_chord_assumed_above(monkeypatch):
     monkeypatch.setattr(activation, "upper_line", mutant)
 
 
+def s_curve_lines_shifted_inward(monkeypatch):
+    """Sigmoid/tanh: the dense-grid check dropped and both lines moved inward by 5% of the
+    function's rise over the interval."""
+    original = activation.upper_line
+
+    def mutant(f, df, l, u):
+        slope, bias = original(f, df, l, u)
+        return slope, bias - 0.05 * (f(u) - f(l))
+
+    monkeypatch.setattr(activation, "_grid_violation", lambda f, l, u, slope, bias: torch.zeros_like(l))
+    monkeypatch.setattr(activation, "upper_line", mutant)
+
+
 def split_multipliers_of_one_layer_dropped(monkeypatch):
     """Not a bug: beta-CROWN without the split multipliers of the first ReLU layer is looser
     but sound (the split still lives in the domain's tightened bounds)."""
@@ -175,6 +188,7 @@ MUTANTS = {
     box_rounded_inward_in_bounds: (planted(acts=RELU, placement="corner"), 5),
     split_side_dropped: (planted(acts=RELU, archs=CONV), 5),
     s_curve_chord_assumed_above: (planted(acts=S_SHAPED), 5),
+    s_curve_lines_shifted_inward: (planted(acts=S_SHAPED), 5),
 }
 
 
