@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from onnx_factory import OnnxBuilder, _dense
-from verifier.bab.leaf_lp import solve_leaf
+from verifier.bab.leaf_lp import betas_from, solve_leaf
 from verifier.bab.relu_split import _root_domains, _state_for
 from verifier.boundprop.engine import crown
 from verifier.boundprop.optimize import Spec, optimize_bounds, relu_nodes
@@ -65,11 +65,8 @@ def test_lp_minimum_is_exact_and_its_certificate_sound(tmp_path, seed):
     lp_min = evaluate(graph, torch.as_tensor(minimisers[0]).reshape(1, 2)).item()
     assert lp_min <= sampled_min.item() + 1e-9
     assert lp_min >= sampled_min.item() - 0.05  # the grid is fine enough to come close
-    betas = {k: torch.zeros_like(v) for k, v in leaf.betas.items()}
-    for name, entries in multipliers[0].items():
-        for index, value in entries:
-            betas[name][0, 0].view(-1)[index] = value
-    certified, _, _ = optimize_bounds(state, spec, 0, alphas=leaf.alphas, betas=betas, splits=leaf.splits)
+    certified, _, _ = optimize_bounds(state, spec, 0, alphas=leaf.alphas,
+                                      betas=betas_from(multipliers, leaf.betas), splits=leaf.splits)
     assert certified.item() <= lp_min + 1e-9
     assert certified.item() >= lp_min - 1e-6
 
@@ -84,11 +81,8 @@ def test_an_empty_leaf_is_certified_empty(tmp_path):
         pre = {n.name: n.inputs[0] for n in relu_nodes(root)}
         minimisers, multipliers = solve_leaf(state, spec.C, leaf.splits, pre)
         if minimisers is None:  # the flipped pattern is infeasible: a certificate is due
-            betas = {k: torch.zeros_like(v) for k, v in leaf.betas.items()}
-            for name, entries in multipliers[0].items():
-                for index, value in entries:
-                    betas[name][0, 0].view(-1)[index] = value
-            bound, _, _ = optimize_bounds(state, spec, 0, alphas=leaf.alphas, betas=betas, splits=leaf.splits)
+            bound, _, _ = optimize_bounds(state, spec, 0, alphas=leaf.alphas,
+                                          betas=betas_from(multipliers, leaf.betas), splits=leaf.splits)
             assert bound.item() > 1e3
             return
     pytest.skip("no infeasible flip for this network")

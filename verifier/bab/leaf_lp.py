@@ -89,6 +89,17 @@ def _emptiness_multipliers(S, s, lo, hi, origin):
     return _by_node(np.clip(-result.ineqlin.marginals, 0, None) * _EMPTY_LEAF_WEIGHT, origin)
 
 
+def betas_from(multipliers: list[dict], like: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Split multipliers per row (from solve_leaf) as beta tensors shaped like `like` (1, m, *shape)."""
+    betas = {name: torch.zeros_like(b) for name, b in like.items()}
+    for row, by_node in enumerate(multipliers):
+        for name, entries in by_node.items():
+            flat = betas[name][0, row].view(-1)
+            for index, value in entries:
+                flat[index] = value
+    return betas
+
+
 def _by_node(values, origin):
     grouped: dict[str, list[tuple[int, float]]] = {}
     for (node, index), value in zip(origin, values):

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from verifier.bab.common import BabOutcome, try_counterexamples
-from verifier.bab.leaf_lp import solve_leaf
+from verifier.bab.leaf_lp import betas_from, solve_leaf
 from verifier.boundprop.engine import BoundState, crown, needs_tight_bounds
 from verifier.ops import RULES
 from verifier.boundprop.optimize import Spec, initial_alphas, initial_betas, optimize_bounds, relu_nodes
@@ -244,13 +244,8 @@ def _close_leaves(query, region, spec, root, leaves: Domains, pre_activation: di
             witness = try_counterexamples(query, region, torch.as_tensor(np.stack(points)))
             if witness is not None:
                 return BabOutcome("sat", witness, len(leaves))
-        betas = {name: torch.zeros_like(b) for name, b in leaf.betas.items()}
-        for row, by_node in enumerate(multipliers):
-            for name, entries in by_node.items():
-                flat = betas[name][0, row].view(-1)
-                for index, value in entries:
-                    flat[index] = value
-        lower, _, _ = optimize_bounds(state, spec, 0, alphas=leaf.alphas, betas=betas, splits=leaf.splits)
+        lower, _, _ = optimize_bounds(state, spec, 0, alphas=leaf.alphas, betas=betas_from(multipliers, leaf.betas),
+                                      splits=leaf.splits)
         if not query.refuted(lower, spec).all():
             return BabOutcome("unknown", None, len(leaves), "an LP leaf stayed open")
     return None
