@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--split", choices=["auto", "input", "relu"], default="auto",
                    help="branch and bound on input boxes or ReLU neurons (default: chosen per problem)")
+    v.add_argument("--method", choices=["auto", "smt"], default="auto",
+                   help="auto: the staged pipeline; smt: the exact z3 path alone (for testing and comparison)")
 
     b = sub.add_parser("bounds", help="bounds of every output over the spec's input boxes")
     b.add_argument("model")
@@ -119,7 +121,8 @@ def cmd_verify(args, started: float) -> int:
 
         _check_device(args.device)
         result = api.verify(args.model, args.spec, timeout=args.timeout, started=started,
-                            device=args.device, seed=args.seed, split=args.split)
+                            device=args.device, seed=args.seed, split=args.split,
+                            method=args.method)
     except UserError as e:
         reporter.report("error\n", f"error: {e}")
         return EXIT_USER_ERROR

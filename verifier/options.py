@@ -12,6 +12,7 @@ class Options:
     attack_restarts: int = 64
     attack_steps: int = 100
     split: str = "auto"  # branch and bound on "input" boxes, "relu" neurons, or "auto"
+    method: str = "auto"  # "auto" (the staged pipeline) or "smt" (the exact z3 path only)
 
     def resolved_device(self) -> str:
         import torch
