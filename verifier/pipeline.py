@@ -56,8 +56,12 @@ class Query:
 
 # Below this many multiply-adds per sample, one CPU thread beats two (no sync overhead).
 _SMALL_MODEL = 2_000_000
-# Multiply-adds spent on scoring random points before PGD.
+# Multiply-adds spent on scoring random points before PGD, and on PGD restarts.
 _POOL_BUDGET = 1e9
+# Small models get more PGD restarts, up to this many times the pool's multiply-adds: on ACAS
+# Xu, thousands of uniform restarts find narrow counterexamples that pool-seeded starts miss.
+_PGD_BUDGET_FACTOR = 4
+_MAX_RESTARTS = 4096
 
 
 def run(query: Query) -> Result:
@@ -74,6 +78,9 @@ def run(query: Query) -> Result:
 
 def _stages(query: Query) -> Result:
     opts = query.options
+    if opts.method == "smt":  # the exact z3 path alone (verifier.smt.stage), nothing before it
+        from verifier.smt.stage import smt_stage
+        return smt_stage(query)
     for region in query.regions:
         witness = attack(query, region, restarts=min(16, opts.attack_restarts),
                          steps=min(30, opts.attack_steps), pool_budget=_POOL_BUDGET / 10)
@@ -136,6 +143,8 @@ def attack(query: Query, region: Region, restarts: int, steps: int, seed: int | 
            pool_budget: float = _POOL_BUDGET):
     seed = query.options.seed if seed is None else seed
     pool = int(min(100_000, pool_budget / query.graph32.multiply_adds()))
+    pgd_budget = _PGD_BUDGET_FACTOR * pool_budget
+    restarts = max(restarts, int(min(_MAX_RESTARTS, pgd_budget / (steps * query.graph32.multiply_adds()))))
     for candidates in pgd_candidates(query.graph32, region, restarts, steps, query.deadline, seed, pool):
         for x in candidates[:8]:
             witness = query.confirm(region, x)
