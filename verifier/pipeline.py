@@ -58,9 +58,9 @@ class Query:
 _SMALL_MODEL = 2_000_000
 # Multiply-adds spent on scoring random points before PGD, and on PGD restarts.
 _POOL_BUDGET = 1e9
-# Small models get more PGD restarts, up to this many times the pool's multiply-adds: on ACAS
-# Xu, thousands of uniform restarts find narrow counterexamples that pool-seeded starts miss.
-_PGD_BUDGET_FACTOR = 4
+# Small models get more PGD restarts, up to this many multiply-adds (times steps): on ACAS Xu,
+# a thousand uniform restarts find narrow counterexamples that pool-seeded starts miss.
+_PGD_BUDGET = 4e8
 _MAX_RESTARTS = 4096
 
 
@@ -143,8 +143,7 @@ def attack(query: Query, region: Region, restarts: int, steps: int, seed: int | 
            pool_budget: float = _POOL_BUDGET):
     seed = query.options.seed if seed is None else seed
     pool = int(min(100_000, pool_budget / query.graph32.multiply_adds()))
-    pgd_budget = _PGD_BUDGET_FACTOR * pool_budget
-    restarts = max(restarts, int(min(_MAX_RESTARTS, pgd_budget / (steps * query.graph32.multiply_adds()))))
+    restarts = max(restarts, int(min(_MAX_RESTARTS, _PGD_BUDGET / (steps * query.graph32.multiply_adds()))))
     for candidates in pgd_candidates(query.graph32, region, restarts, steps, query.deadline, seed, pool):
         for x in candidates[:8]:
             witness = query.confirm(region, x)
