@@ -231,24 +231,41 @@ def _split_off_leaves(domains: Domains):
 def _close_leaves(query, region, spec, root, leaves: Domains, pre_activation: dict):
     """Fully split leaves are decided exactly by LP (see leaf_lp): a counterexample from an
     LP minimiser, or split multipliers from its duals that make the float64 bound refute the
-    leaf. A leaf neither closes nor yields a counterexample only when the LP itself fails."""
-    if any(n.op != "relu" and RULES[n.op].nonlinear for n in root.graph.nodes):
-        return BabOutcome("unknown", None, len(leaves), "a fully split leaf has other nonlinear ops")
+    leaf. A leaf the LP leaves open (a minimum within the margin, a minimiser that does not
+    replay, an LP failure), or one with MaxPool, goes to the exact stage (verifier.smt.stage):
+    z3 on the leaf, with the float margin rule; only its unknown (timeout) leaves it open."""
+    lp_ok = not any(n.op != "relu" and RULES[n.op].nonlinear for n in root.graph.nodes)
     for i in range(len(leaves)):
         query.check_time()
         leaf = leaves.select(torch.tensor([i]))
         state = _state_for(root, leaf)
-        minimisers, multipliers = solve_leaf(state, spec.C, leaf.splits, pre_activation)
-        points = [x for x in (minimisers or []) if x is not None]
-        if points:
-            witness = try_counterexamples(query, region, torch.as_tensor(np.stack(points)))
-            if witness is not None:
-                return BabOutcome("sat", witness, len(leaves))
-        lower, _, _ = optimize_bounds(state, spec, 0, alphas=leaf.alphas, betas=betas_from(multipliers, leaf.betas),
-                                      splits=leaf.splits)
-        if not query.refuted(lower, spec).all():
-            return BabOutcome("unknown", None, len(leaves), "an LP leaf stayed open")
+        if lp_ok:
+            minimisers, multipliers = solve_leaf(state, spec.C, leaf.splits, pre_activation)
+            points = [x for x in (minimisers or []) if x is not None]
+            if points:
+                witness = try_counterexamples(query, region, torch.as_tensor(np.stack(points)))
+                if witness is not None:
+                    return BabOutcome("sat", witness, len(leaves))
+            lower, _, _ = optimize_bounds(state, spec, 0, alphas=leaf.alphas,
+                                          betas=betas_from(multipliers, leaf.betas), splits=leaf.splits)
+            if query.refuted(lower, spec).all():
+                continue
+        outcome = _exact_leaf(query, region, spec, root, leaf)
+        if outcome is not None:
+            return outcome
     return None
+
+
+def _exact_leaf(query, region, spec, root, leaf: Domains):
+    """The exact stage on one leaf: None when it is closed, else the BaB outcome."""
+    from verifier.smt.stage import decide_domain
+
+    to_np = lambda t: t.detach().cpu().numpy()
+    exact = decide_domain(query, region, {**root.bounds, **leaf.bounds}, to_np(spec.C).astype(np.float64),
+                          to_np(spec.d).astype(np.float64), to_np(spec.owner), spec.n_disjuncts, leaf.splits)
+    if exact.verdict == "unsat":
+        return None
+    return BabOutcome(exact.verdict, exact.witness, len(leaf), f"exact leaf: {exact.note}")
 
 
 def _attack(query, region, spec, root, domains: Domains):

@@ -1,0 +1,3 @@
+"""Exact decisions for small residual problems: the network as linear real arithmetic with
+case splits (encode), decided by z3 (z3_solver) or by the MILP sibling (milp); stage holds
+the entry points for the pipeline and branch and bound, margin the float32 margin rule."""
