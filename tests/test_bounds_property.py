@@ -120,6 +120,33 @@ def test_intermediate_bounds_are_sound(graphs, family, seed, width):
                               f"{method} bounds of {node.name} ({node.op}), box {b}")
 
 
+@pytest.mark.parametrize("family", sorted(factory.ALL))
+def test_pairwise_tightening_matches_rowwise(graphs, family, monkeypatch):
+    """Boxes of very different widths have different unstable neurons. Bounding each (box,
+    neuron) pair that needs it alone must be sound, and give the rowwise CROWN bounds wherever
+    a relaxation depends on them (stable neurons may keep their looser IBP bounds)."""
+    from verifier.boundprop import engine
+
+    graph = graphs(family, 0)
+    rng = np.random.default_rng(1)
+    boxes = [random_box(rng, graph.input_size, w) for w in ("tiny", "small", "medium", "wide")]
+    lo, hi = (np.stack(side) for side in zip(*boxes))
+    monkeypatch.setattr(engine, "_PAIR_FRACTION", 0.0)
+    rowwise = crown(graph, torch.as_tensor(lo), torch.as_tensor(hi)).bounds
+    monkeypatch.setattr(engine, "_PAIR_FRACTION", 2.0)
+    pairwise = crown(graph, torch.as_tensor(lo), torch.as_tensor(hi)).bounds
+    for b in range(len(lo)):
+        values = evaluate(graph, torch.as_tensor(sample_box(rng, lo[b], hi[b], 2000)), keep_all=True)
+        for node in graph.nodes:
+            l, u = pairwise[node.name]
+            assert_within(values[node.name], l[b], u[b], f"pairwise bounds of {node.name}, box {b}")
+    for name, tight_only_unstable in engine.needs_tight_bounds(graph).items():
+        (l, u), (pl, pu) = rowwise[name], pairwise[name]
+        relaxed = (l < 0) & (u > 0) if tight_only_unstable else torch.ones_like(l, dtype=torch.bool)
+        assert torch.allclose(l[relaxed], pl[relaxed], rtol=1e-9, atol=1e-9), name
+        assert torch.allclose(u[relaxed], pu[relaxed], rtol=1e-9, atol=1e-9), name
+
+
 # --- CROWN is exact on affine graphs ------------------------------------------------------------
 
 def test_crown_is_exact_on_affine_graphs(graphs):

@@ -18,6 +18,7 @@ from verifier.boundprop.optimize import Spec
 from verifier.decide import confirm_counterexample, refuted_disjuncts
 from verifier.options import Options
 from verifier.result import Result
+from verifier.runtime import keep_freed_memory
 from verifier.spec.region import Region, stack_rows
 
 
@@ -68,6 +69,7 @@ def run(query: Query) -> Result:
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.set_flush_denormal(True)
+    keep_freed_memory()
     if query.graph32.multiply_adds() < _SMALL_MODEL:
         torch.set_num_threads(1)
     try:

@@ -49,6 +49,14 @@ class BoundState:
             self._relaxations[node.name] = RULES[node.op].relax(node, l, u)
         return self._relaxations[node.name]
 
+    def select(self, boxes: torch.Tensor) -> "BoundState":
+        """A state over boxes[i] of this one (repeats allowed), with their bounds; no parameters."""
+        sub = BoundState(self.graph, self.lo[boxes], self.hi[boxes])
+        sub.bounds = {name: (l[boxes], u[boxes]) for name, (l, u) in self.bounds.items()}
+        sub._relaxations = {name: tuple(t[boxes] for t in relaxation)
+                            for name, relaxation in self._relaxations.items()}
+        return sub
+
     def ibp_node(self, node):
         return RULES[node.op].ibp(node, *(self.bounds[i] for i in node.inputs))
 
@@ -200,11 +208,42 @@ def tighten(state: BoundState, name: str, unstable_only: bool, iterations: int =
     rows = mask.any(0).nonzero().flatten()
     if rows.numel() == 0:
         return
-    new_l, new_u = bound_rows(state, name, rows, iterations)
+    pairs = mask.nonzero()
+    if iterations == 0 and len(pairs) < _PAIR_FRACTION * state.batch * rows.numel():
+        new_l, new_u = _bound_pairs(state, name, pairs[:, 0], pairs[:, 1])
+        new_l = flat_l.index_put((pairs[:, 0], pairs[:, 1]), new_l)[:, rows]
+        new_u = flat_u.index_put((pairs[:, 0], pairs[:, 1]), new_u)[:, rows]
+    else:
+        new_l, new_u = bound_rows(state, name, rows, iterations)
     flat_l, flat_u = flat_l.clone(), flat_u.clone()
     flat_l[:, rows] = torch.maximum(flat_l[:, rows], new_l)
     flat_u[:, rows] = torch.minimum(flat_u[:, rows], new_u)
     state.set_bounds(name, flat_l.reshape(l.shape), flat_u.reshape(u.shape))
+
+
+# Bound (box, neuron) pairs one by one instead of every box's copy of the rows any box needs,
+# when the pairs are fewer than this fraction of those copies (boxes differ in their unstable
+# neurons, as in input splitting).
+_PAIR_FRACTION = 0.6
+
+
+def _bound_pairs(state: BoundState, name: str, boxes: torch.Tensor, neurons: torch.Tensor):
+    """CROWN lower and upper bounds (P,) of neuron neurons[p] of node `name` in box boxes[p]."""
+    shape = state.shape_of(name)
+    size = math.prod(shape)
+    widest = max([size] + [n.size for n in state.graph.nodes])
+    chunk = max(1, _MAX_LAM_ELEMENTS // (2 * widest))
+    lowers, uppers = [], []
+    for box_part, neuron_part in zip(boxes.split(chunk), neurons.split(chunk)):
+        sub = state.select(box_part)
+        C = sub.lo.new_zeros(len(box_part), 2, size)
+        index = torch.arange(len(box_part), device=C.device)
+        C[index, 0, neuron_part] = 1.0
+        C[index, 1, neuron_part] = -1.0
+        lb = backward(sub, name, C.reshape(len(box_part), 2, *shape))
+        lowers.append(lb[:, 0])
+        uppers.append(-lb[:, 1])
+    return torch.cat(lowers), torch.cat(uppers)
 
 
 def output_lower_bounds(state: BoundState, C: torch.Tensor, record: dict | None = None) -> torch.Tensor:

@@ -1,0 +1,24 @@
+"""Process-wide settings for the engine's runs."""
+from __future__ import annotations
+
+import ctypes
+import sys
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+
+def keep_freed_memory() -> None:
+    """Let glibc's malloc reuse freed blocks instead of returning every large block to the OS.
+
+    The engine allocates and frees many tensors of a few MB per bound pass; by default each is
+    a fresh mmap whose pages fault in again, which made CPU bound passes 2 to 3 times slower
+    (measured on ACAS Xu input splitting). Memory then stays at its peak until exit."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)
+        libc.mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1)
+    except (OSError, AttributeError):  # not glibc: keep the allocator's defaults
+        pass
