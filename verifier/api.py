@@ -31,7 +31,8 @@ def bounds(model, box, method: str = "crown", device: str = "cpu") -> tuple[np.n
     """Lower and upper bounds of every model output over an input box.
 
     model: a Graph or an ONNX path; box: a Region or a pair (lo, hi) of flat arrays.
-    method: "ibp" or "crown". Bounds are computed in float64.
+    method: "ibp", "crown" or "sdp" (low-rank SDP over alpha-CROWN, ReLU chains only). Bounds
+    are computed in float64.
     """
     from verifier.boundprop.engine import crown, ibp, output_lower_bounds
 
@@ -43,11 +44,16 @@ def bounds(model, box, method: str = "crown", device: str = "cpu") -> tuple[np.n
     if method == "ibp":
         l, u = ibp(graph, lo, hi).bounds[graph.output_name]
         return l.flatten().cpu().numpy(), u.flatten().cpu().numpy()
-    if method != "crown":
-        raise ValueError(f"unknown bound method '{method}' (ibp, crown)")
-    state = crown(graph, lo, hi)
+    if method not in ("crown", "sdp"):
+        raise ValueError(f"unknown bound method '{method}' (ibp, crown, sdp)")
     n = graph.output_size
     eye = torch.eye(n, dtype=torch.float64, device=device)
+    if method == "sdp":
+        from verifier.sdp import sdp_lower_bounds
+
+        lower = sdp_lower_bounds(graph, lo, hi, torch.cat([eye, -eye])).lower
+        return lower[:n].cpu().numpy(), (-lower[n:]).cpu().numpy()
+    state = crown(graph, lo, hi)
     lower = output_lower_bounds(state, torch.cat([eye, -eye]).unsqueeze(0))[0]
     return lower[:n].cpu().numpy(), (-lower[n:]).cpu().numpy()
 

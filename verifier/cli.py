@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bounds", help="bounds of every output over the spec's input boxes")
     b.add_argument("model")
     b.add_argument("spec")
-    b.add_argument("--method", choices=["ibp", "crown"], default="crown")
+    b.add_argument("--method", choices=["ibp", "crown", "sdp"], default="crown",
+                   help="sdp: low-rank SDP over alpha-CROWN (ReLU chains)")
     b.add_argument("--json", action="store_true", help="one JSON object per input box")
     b.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
 

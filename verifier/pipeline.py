@@ -118,10 +118,17 @@ def branch_and_bound(query: Query, region: Region):
         outcome = input_split_bab(query, region, spec)
         outcome.note = outcome.note or f"input split ({outcome.domains} boxes)"
         return outcome
+    from verifier.bab.common import BabOutcome
     from verifier.bab.relu_split import relu_split_bab
+    from verifier.sdp.stage import sdp_stage
 
+    region, sdp_note = sdp_stage(query, region, spec)  # low-rank SDP first, under a small budget
+    if region is None:
+        return BabOutcome("unsat", None, 0, sdp_note)
+    spec = make_spec(region, query.graph64.device)
     outcome = relu_split_bab(query, region, spec)
     outcome.note = outcome.note or f"relu split ({outcome.domains} domains)"
+    outcome.note = f"{sdp_note}; {outcome.note}" if sdp_note else outcome.note
     return outcome
 
 
