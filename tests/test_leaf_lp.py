@@ -21,6 +21,20 @@ def small_net(tmp_path, seed):
     return load_onnx(b.save(tmp_path / "net.onnx", y)).to(torch.float64)
 
 
+def leaf_grid_minimum(graph, root, leaf, points: int) -> torch.Tensor:
+    """The least output over the leaf's inputs: points x points grid points of [-1, 1]^2 with
+    the leaf's activation pattern on its split neurons."""
+    grid = torch.stack(torch.meshgrid(*[torch.linspace(-1, 1, points, dtype=torch.float64)] * 2,
+                                      indexing="ij"), -1).reshape(-1, 2)
+    values = evaluate(graph, grid, keep_all=True)
+    inside = torch.ones(len(grid), dtype=torch.bool)
+    for node in relu_nodes(root):
+        split = leaf.splits[node.name].flatten()
+        z = values[node.inputs[0]].reshape(len(grid), -1)
+        inside &= ((split == 0) | ((split > 0) & (z >= 0)) | ((split < 0) & (z <= 0))).all(1)
+    return values[graph.output_name].reshape(-1)[inside].min()
+
+
 def leaf_at(graph, lo, hi, x0, flip=None):
     """A leaf whose every unstable neuron is split the way it is at x0 (one flipped if asked)."""
     state = crown(graph, lo, hi)
@@ -52,16 +66,7 @@ def test_lp_minimum_is_exact_and_its_certificate_sound(tmp_path, seed):
     state = _state_for(root, leaf)
     pre = {n.name: n.inputs[0] for n in relu_nodes(root)}
     minimisers, multipliers = solve_leaf(state, spec.C, leaf.splits, pre)
-    # the leaf's inputs: grid points with x0's activation pattern on the split neurons
-    grid = torch.stack(torch.meshgrid(*[torch.linspace(-1, 1, 301, dtype=torch.float64)] * 2,
-                                      indexing="ij"), -1).reshape(-1, 2)
-    values = evaluate(graph, grid, keep_all=True)
-    inside = torch.ones(len(grid), dtype=torch.bool)
-    for node in relu_nodes(root):
-        split = leaf.splits[node.name].flatten()
-        z = values[node.inputs[0]].reshape(len(grid), -1)
-        inside &= ((split == 0) | ((split > 0) & (z >= 0)) | ((split < 0) & (z <= 0))).all(1)
-    sampled_min = values[graph.output_name].reshape(-1)[inside].min()
+    sampled_min = leaf_grid_minimum(graph, root, leaf, 301)
     lp_min = evaluate(graph, torch.as_tensor(minimisers[0]).reshape(1, 2)).item()
     assert lp_min <= sampled_min.item() + 1e-9
     assert lp_min >= sampled_min.item() - 0.05  # the grid is fine enough to come close

@@ -109,7 +109,7 @@ def test_bab_closes_a_fully_split_leaf_exactly(tmp_path, monkeypatch, offset, ex
     no counterexample below the leaf's true minimum, one above it."""
     import time
 
-    from test_leaf_lp import leaf_at, small_net
+    from test_leaf_lp import leaf_at, leaf_grid_minimum, small_net
     from verifier.attack.replay import OnnxRunner
     from verifier.bab import relu_split
     from verifier.boundprop.optimize import Spec, relu_nodes
@@ -120,15 +120,7 @@ def test_bab_closes_a_fully_split_leaf_exactly(tmp_path, monkeypatch, offset, ex
     graph = small_net(tmp_path, 3)
     lo, hi = -torch.ones(1, 2, dtype=torch.float64), torch.ones(1, 2, dtype=torch.float64)
     root, _, leaf = leaf_at(graph, lo, hi, torch.full((1, 2), 0.2, dtype=torch.float64))
-    grid = torch.stack(torch.meshgrid(*[torch.linspace(-1, 1, 401, dtype=torch.float64)] * 2,
-                                      indexing="ij"), -1).reshape(-1, 2)
-    values = evaluate(graph, grid, keep_all=True)
-    inside = torch.ones(len(grid), dtype=torch.bool)
-    for node in relu_nodes(root):
-        split = leaf.splits[node.name].flatten()
-        z = values[node.inputs[0]].reshape(len(grid), -1)
-        inside &= ((split == 0) | ((split > 0) & (z >= 0)) | ((split < 0) & (z <= 0))).all(1)
-    leaf_min = values[graph.output_name].reshape(-1)[inside].min().item()
+    leaf_min = leaf_grid_minimum(graph, root, leaf, 401).item()
     threshold = leaf_min + offset
     region = Region(lo[0].numpy(), hi[0].numpy(), [Disjunct(np.ones((1, 1)), np.array([threshold]))])
     spec = Spec(torch.ones(1, 1, dtype=torch.float64), torch.tensor([threshold], dtype=torch.float64),
