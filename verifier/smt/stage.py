@@ -152,4 +152,5 @@ def smt_stage(query, backend: str = "milp"):
         verdicts.append(outcome.verdict)
     if all(v == "unsat" for v in verdicts):
         return query.result("unsat", f"smt ({'; '.join(sorted(set(notes)))})")
+    query.check_time()  # a solver stopped by the deadline: the run timed out
     return query.result("unknown", "smt: " + "; ".join(n for n, v in zip(notes, verdicts) if v != "unsat"))
