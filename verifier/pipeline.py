@@ -80,7 +80,7 @@ def run(query: Query) -> Result:
 
 def _stages(query: Query) -> Result:
     opts = query.options
-    if opts.method == "smt":  # the exact z3 path alone (verifier.smt.stage), nothing before it
+    if opts.method == "smt":  # the exact stage alone (HiGHS proposes, z3 proves), nothing before it
         from verifier.smt.stage import smt_stage
         return smt_stage(query)
     for region in query.regions:

@@ -32,12 +32,14 @@ def bound_boxes(graph, lo, hi, spec: Spec, intermediate=crown):
     state = intermediate(graph, lo, hi)
     record = {graph.input_name: None}
     lower = output_lower_bounds(state, spec.C.expand(len(lo), -1, -1), record)
-    return lower, _input_coefficients(record, lower, lo), state
+    return lower, _input_coefficients(record[graph.input_name], lower, lo.shape[1]), state
 
 
-def _input_coefficients(record, lower, lo):
-    lam = next(iter(record.values()))
-    return torch.zeros(*lower.shape, lo.shape[1], dtype=lo.dtype, device=lo.device) if lam is None else lam.detach().flatten(2)
+def _input_coefficients(lam, lower, n_inputs: int):
+    """lam as (N, m, n), zeros when no path reached the input."""
+    if lam is None:
+        return lower.new_zeros(*lower.shape, n_inputs)
+    return lam.detach().flatten(2)
 
 
 def optimize_open_boxes(query, spec: Spec, state, lower, lam, refuted, steps: int = _ALPHA_STEPS):
@@ -52,7 +54,7 @@ def optimize_open_boxes(query, spec: Spec, state, lower, lam, refuted, steps: in
     better, _, _ = optimize_bounds(sub, spec, steps, record=record)
     lower, lam = lower.clone(), lam.clone()
     lower[open_boxes] = torch.maximum(lower[open_boxes], better)
-    lam[open_boxes] = _input_coefficients(record, better, sub.lo.flatten(1))
+    lam[open_boxes] = _input_coefficients(record[state.graph.input_name], better, lam.shape[2])
     return lower, lam, query.refuted(lower, spec)
 
 
