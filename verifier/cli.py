@@ -105,6 +105,14 @@ def _check_device(device: str) -> None:
             raise UserError("--device cuda: no CUDA device is available")
 
 
+def _check_files_exist(*paths: str) -> None:
+    from verifier.errors import UserError
+
+    for path in paths:
+        if not os.path.isfile(path):
+            raise UserError(f"{path}: file not found")
+
+
 def cmd_verify(args, started: float) -> int:
     from verifier.errors import UserError
 
@@ -118,6 +126,7 @@ def cmd_verify(args, started: float) -> int:
     watchdog.daemon = True
     watchdog.start()
     try:
+        _check_files_exist(args.model, args.spec)  # before torch's import, which takes ~2 s
         from verifier import api
 
         _check_device(args.device)
