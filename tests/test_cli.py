@@ -63,6 +63,10 @@ def test_missing_model_is_a_one_line_error(tmp_path):
     assert_user_error(cli("verify", tmp_path / "nope.onnx", UNSAT["vnnlib"]), "nope.onnx", "not found")
 
 
+def test_missing_spec_is_a_one_line_error(tmp_path):
+    assert_user_error(cli("verify", UNSAT["onnx"], tmp_path / "nope.vnnlib"), "nope.vnnlib", "not found")
+
+
 def test_malformed_spec_names_file_and_line(tmp_path):
     spec = tmp_path / "bad.vnnlib"
     spec.write_text("(declare-const X_0 Real)\n(declare-const Y_0 Real)\n(assert (<= X_0 0.5)\n")
