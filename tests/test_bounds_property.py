@@ -147,6 +147,37 @@ def test_alpha_on_open_boxes_is_sound_and_never_looser(graphs, family):
         assert (better[b] <= (y @ spec.C.T).min(0).values + TOL).all()
 
 
+@pytest.mark.parametrize("family", ["residual_conv", "conv_bn_pool_dense", "avgpool_net", "sigmoid_tanh_mlp"])
+def test_halves_inheriting_parent_bounds_stay_sound_and_tighter(graphs, family):
+    """Input split passes a box's intermediate bounds on to its halves: their bounds must hold
+    on samples of each half and be at least as tight as the parent's. (Not always as tight as
+    their own: an adaptive or tangent relaxation on a narrower interval can be looser.)"""
+    from verifier.bab.input_split import bisect, bound_boxes
+    from verifier.boundprop.engine import needs_tight_bounds
+    from verifier.boundprop.optimize import Spec
+
+    graph = graphs(family, 0)
+    rng = np.random.default_rng(3)
+    lo, hi = (torch.as_tensor(side) for side in random_box(rng, graph.input_size, "wide", batch=3))
+    spec = Spec(torch.as_tensor(rng.normal(size=(2, graph.output_size))), torch.zeros(2), torch.arange(2), 2)
+    _, _, parent = bound_boxes(graph, lo, hi, spec)
+    tight = needs_tight_bounds(graph)
+    dims = torch.as_tensor(rng.integers(graph.input_size, size=3))
+    half_lo, half_hi = bisect(lo, hi, dims)
+    known = {k: (torch.cat([l, l]), torch.cat([u, u])) for k, (l, u) in parent.bounds.items() if k in tight}
+    lower, _, inherited = bound_boxes(graph, half_lo, half_hi, spec, known=known)
+    for name, (l, u) in known.items():
+        new_l, new_u = inherited.bounds[name]
+        assert (new_l >= l).all() and (new_u <= u).all()
+    for b in range(len(half_lo)):
+        x = sample_box(rng, half_lo[b].numpy(), half_hi[b].numpy(), 2000)
+        values = evaluate(graph, torch.as_tensor(x), keep_all=True)
+        for name in known:
+            assert_within(values[name], *(t[b] for t in inherited.bounds[name]), f"inherited bounds of {name}")
+        y = values[graph.output_name].flatten(1)
+        assert (lower[b] <= (y @ spec.C.T).min(0).values + TOL).all()
+
+
 @pytest.mark.parametrize("family", sorted(factory.ALL))
 def test_pairwise_tightening_matches_rowwise(graphs, family, monkeypatch):
     """Boxes of very different widths have different unstable neurons. Bounding each (box,

@@ -12,7 +12,7 @@ import torch
 
 from verifier.attack.pgd import box_pgd_candidates
 from verifier.bab.common import BabOutcome, try_counterexamples
-from verifier.boundprop.engine import crown, output_lower_bounds
+from verifier.boundprop.engine import BoundState, crown, needs_tight_bounds, output_lower_bounds
 from verifier.boundprop.forward import forward_bounds
 from verifier.boundprop.optimize import Spec, optimize_bounds, relu_nodes
 
@@ -28,10 +28,17 @@ _ALPHA_LR = 0.5
 _ALPHA_AFTER_BOXES = 5_000
 
 
-def bound_boxes(graph, lo, hi, spec: Spec, intermediate=crown):
+def bound_boxes(graph, lo, hi, spec: Spec, intermediate=crown, known: dict | None = None):
     """Lower bounds (N, m) of the spec rows, their input coefficients (N, m, n) and the bound
-    state: the given intermediate bounds, then a backward pass from the output."""
-    state = intermediate(graph, lo, hi)
+    state: the given intermediate bounds, then a backward pass from the output. `known`
+    holds bounds already proved for these boxes (their parents'): CROWN keeps the tighter of
+    the two and needs no backward pass for neurons the parent already proved stable."""
+    if intermediate is crown and known:
+        state = BoundState(graph, lo, hi)
+        state.bounds.update(known)
+        state = crown(graph, lo, hi, state=state)
+    else:
+        state = intermediate(graph, lo, hi)
     record = {graph.input_name: None}
     lower = output_lower_bounds(state, spec.C.expand(len(lo), -1, -1), record)
     return lower, _input_coefficients(record[graph.input_name], lower, lo.shape[1]), state
@@ -94,13 +101,14 @@ def input_split_bab(query, region, spec: Spec, batch: int = 1024) -> BabOutcome:
     graph = query.graph64
     lo = torch.as_tensor(region.lo, dtype=torch.float64, device=graph.device).unsqueeze(0)
     hi = torch.as_tensor(region.hi, dtype=torch.float64, device=graph.device).unsqueeze(0)
-    queue = _Queue(lo[:0], hi[:0], lo.new_zeros(0), lo.new_zeros(0, dtype=torch.long))
-    pending_lo, pending_hi = lo, hi
+    queue = _Queue(lo[:0], hi[:0], lo.new_zeros(0), lo.new_zeros(0, dtype=torch.long), None)
+    pending_lo, pending_hi, pending_bounds = lo, hi, None
     boxes_bounded = 0
     intermediate = choose_intermediate_bounds(graph, lo, hi, spec)
+    tight = needs_tight_bounds(graph)  # the bounds a box passes on to its halves
     while True:
         query.check_time()
-        lower, lam, state = bound_boxes(graph, pending_lo, pending_hi, spec, intermediate)
+        lower, lam, state = bound_boxes(graph, pending_lo, pending_hi, spec, intermediate, pending_bounds)
         boxes_bounded += len(pending_lo)
         refuted = query.refuted(lower, spec)
         if boxes_bounded > _ALPHA_AFTER_BOXES:
@@ -113,22 +121,27 @@ def input_split_bab(query, region, spec: Spec, batch: int = 1024) -> BabOutcome:
             if witness is not None:
                 return BabOutcome("sat", witness, boxes_bounded)
         dims = split_scores(lam, pending_lo, pending_hi, ~refuted[:, spec.owner]).argmax(1)
-        queue.push(pending_lo[still_open], pending_hi[still_open], worst[still_open], dims[still_open])
+        kept = {k: (l[still_open], u[still_open]) for k, (l, u) in state.bounds.items() if k in tight}
+        queue.push(pending_lo[still_open], pending_hi[still_open], worst[still_open], dims[still_open], kept)
         if queue.empty():
             return BabOutcome("unsat", None, boxes_bounded)
-        chosen_lo, chosen_hi, chosen_dims = queue.pop_worst(batch)
+        chosen_lo, chosen_hi, chosen_dims, chosen_bounds = queue.pop_worst(batch)
         pending_lo, pending_hi = bisect(chosen_lo, chosen_hi, chosen_dims)
+        pending_bounds = {k: (torch.cat([l, l]), torch.cat([u, u])) for k, (l, u) in chosen_bounds.items()}
 
 
 class _Queue:
-    """Open boxes with their worst margin and chosen split dimension."""
+    """Open boxes with their worst margin, chosen split dimension and intermediate bounds."""
 
-    def __init__(self, lo, hi, score, dims):
+    def __init__(self, lo, hi, score, dims, bounds: dict | None):
         self.lo, self.hi, self.score, self.dims = lo, hi, score, dims
+        self.bounds = bounds or {}
 
-    def push(self, lo, hi, score, dims):
+    def push(self, lo, hi, score, dims, bounds: dict):
         self.lo, self.hi = torch.cat([self.lo, lo]), torch.cat([self.hi, hi])
         self.score, self.dims = torch.cat([self.score, score]), torch.cat([self.dims, dims])
+        self.bounds = {k: (torch.cat([self.bounds[k][0], l]), torch.cat([self.bounds[k][1], u]))
+                       if k in self.bounds else (l, u) for k, (l, u) in bounds.items()}
 
     def empty(self) -> bool:
         return len(self.lo) == 0
@@ -137,8 +150,10 @@ class _Queue:
         take = self.score.argsort()[:n]
         keep = torch.ones(len(self.lo), dtype=torch.bool, device=self.lo.device)
         keep[take] = False
-        out = self.lo[take], self.hi[take], self.dims[take]
+        out = (self.lo[take], self.hi[take], self.dims[take],
+               {k: (l[take], u[take]) for k, (l, u) in self.bounds.items()})
         self.lo, self.hi, self.score, self.dims = self.lo[keep], self.hi[keep], self.score[keep], self.dims[keep]
+        self.bounds = {k: (l[keep], u[keep]) for k, (l, u) in self.bounds.items()}
         return out
 
 
