@@ -105,7 +105,8 @@ def input_split_bab(query, region, spec: Spec, batch: int = 1024) -> BabOutcome:
     pending_lo, pending_hi, pending_bounds = lo, hi, None
     boxes_bounded = 0
     intermediate = choose_intermediate_bounds(graph, lo, hi, spec)
-    tight = needs_tight_bounds(graph)  # the bounds a box passes on to its halves
+    # the bounds a box passes on to its halves (forward-mode intermediate bounds ignore them)
+    tight = needs_tight_bounds(graph) if intermediate is crown else {}
     while True:
         query.check_time()
         lower, lam, state = bound_boxes(graph, pending_lo, pending_hi, spec, intermediate, pending_bounds)
