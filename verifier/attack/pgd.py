@@ -98,14 +98,13 @@ def pgd_steps(graph, C, d, which, x, lo, hi, steps: int, deadline: float, signed
         if step == steps:
             return
         (grad,) = torch.autograd.grad(margin.sum(), x)
+        decay = 0.5 * (1 + math.cos(math.pi * step / steps))
         if signed:
-            size = 0.5 * width * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * step / steps))) / 4
-            x = torch.minimum(torch.maximum(x.detach() - size * grad.sign(), lo), hi)
-            continue
-        mean.mul_(0.9).add_(grad, alpha=0.1)
-        square.mul_(0.999).addcmul_(grad, grad, value=0.001)
-        size = _STEP * width * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * step / steps)))
-        x = x.detach() - size * mean / (square.sqrt() + 1e-12)
+            x = x.detach() - 0.5 * width * (0.02 + 0.98 * decay) / 4 * grad.sign()
+        else:
+            mean.mul_(0.9).add_(grad, alpha=0.1)
+            square.mul_(0.999).addcmul_(grad, grad, value=0.001)
+            x = x.detach() - _STEP * width * (0.01 + 0.99 * decay) * mean / (square.sqrt() + 1e-12)
         x = torch.minimum(torch.maximum(x, lo), hi)
 
 

@@ -101,7 +101,7 @@ def input_split_bab(query, region, spec: Spec, batch: int = 1024) -> BabOutcome:
     graph = query.graph64
     lo = torch.as_tensor(region.lo, dtype=torch.float64, device=graph.device).unsqueeze(0)
     hi = torch.as_tensor(region.hi, dtype=torch.float64, device=graph.device).unsqueeze(0)
-    queue = _Queue(lo[:0], hi[:0], lo.new_zeros(0), lo.new_zeros(0, dtype=torch.long), None)
+    queue = _Queue(lo[:0], hi[:0], lo.new_zeros(0), lo.new_zeros(0, dtype=torch.long))
     pending_lo, pending_hi, pending_bounds = lo, hi, None
     boxes_bounded = 0
     intermediate = choose_intermediate_bounds(graph, lo, hi, spec)
@@ -134,9 +134,9 @@ def input_split_bab(query, region, spec: Spec, batch: int = 1024) -> BabOutcome:
 class _Queue:
     """Open boxes with their worst margin, chosen split dimension and intermediate bounds."""
 
-    def __init__(self, lo, hi, score, dims, bounds: dict | None):
+    def __init__(self, lo, hi, score, dims):
         self.lo, self.hi, self.score, self.dims = lo, hi, score, dims
-        self.bounds = bounds or {}
+        self.bounds = {}
 
     def push(self, lo, hi, score, dims, bounds: dict):
         self.lo, self.hi = torch.cat([self.lo, lo]), torch.cat([self.hi, hi])

@@ -116,22 +116,29 @@ def bound_rows(state: BoundState, name: str, rows: torch.Tensor,
                iterations: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """CROWN lower and upper bounds (B, k) of the elements `rows` (flat indices) of a node;
     with iterations > 0, alpha-CROWN with slopes optimised for these rows."""
+    chunk = max(1, _MAX_LAM_ELEMENTS // (2 * state.batch * _widest(state, name)))
+    parts = [_element_bounds(state, name, part.expand(state.batch, -1), iterations) for part in rows.split(chunk)]
+    return torch.cat([l for l, _ in parts], 1), torch.cat([u for _, u in parts], 1)
+
+
+def _widest(state: BoundState, name: str) -> int:
+    """The largest node size a backward pass from `name` carries lams of."""
+    return max([math.prod(state.shape_of(name))] + [n.size for n in state.graph.nodes])
+
+
+def _element_bounds(state: BoundState, name: str, elements: torch.Tensor, iterations: int = 0):
+    """Lower and upper bounds (B, k) of element elements[b, j] (a flat index) of node `name` in
+    box b: one backward pass from the rows +e and -e."""
     shape = state.shape_of(name)
-    size = math.prod(shape)
-    widest = max([size] + [n.size for n in state.graph.nodes])
-    chunk = max(1, _MAX_LAM_ELEMENTS // (2 * state.batch * widest))
-    lowers, uppers = [], []
-    for part in rows.split(chunk):
-        k = part.numel()
-        C = state.lo.new_zeros(state.batch, 2 * k, size)
-        eye = torch.arange(k, device=C.device)
-        C[:, eye, part] = 1.0
-        C[:, eye + k, part] = -1.0
-        C = C.reshape(state.batch, 2 * k, *shape)
-        lb = optimized_backward(state, name, C, iterations) if iterations else backward(state, name, C)
-        lowers.append(lb[:, :k])
-        uppers.append(-lb[:, k:])
-    return torch.cat(lowers, 1), torch.cat(uppers, 1)
+    B, k = elements.shape
+    C = state.lo.new_zeros(B, 2 * k, math.prod(shape))
+    boxes = torch.arange(B, device=C.device).unsqueeze(1)
+    rows = torch.arange(k, device=C.device)
+    C[boxes, rows, elements] = 1.0
+    C[boxes, rows + k, elements] = -1.0
+    C = C.reshape(B, 2 * k, *shape)
+    lb = optimized_backward(state, name, C, iterations) if iterations else backward(state, name, C)
+    return lb[:, :k], -lb[:, k:]
 
 
 def needs_tight_bounds(graph: Graph) -> dict[str, bool]:
@@ -229,21 +236,10 @@ _PAIR_FRACTION = 0.6
 
 def _bound_pairs(state: BoundState, name: str, boxes: torch.Tensor, neurons: torch.Tensor):
     """CROWN lower and upper bounds (P,) of neuron neurons[p] of node `name` in box boxes[p]."""
-    shape = state.shape_of(name)
-    size = math.prod(shape)
-    widest = max([size] + [n.size for n in state.graph.nodes])
-    chunk = max(1, _MAX_LAM_ELEMENTS // (2 * widest))
-    lowers, uppers = [], []
-    for box_part, neuron_part in zip(boxes.split(chunk), neurons.split(chunk)):
-        sub = state.select(box_part)
-        C = sub.lo.new_zeros(len(box_part), 2, size)
-        index = torch.arange(len(box_part), device=C.device)
-        C[index, 0, neuron_part] = 1.0
-        C[index, 1, neuron_part] = -1.0
-        lb = backward(sub, name, C.reshape(len(box_part), 2, *shape))
-        lowers.append(lb[:, 0])
-        uppers.append(-lb[:, 1])
-    return torch.cat(lowers), torch.cat(uppers)
+    chunk = max(1, _MAX_LAM_ELEMENTS // (2 * _widest(state, name)))
+    parts = [_element_bounds(state.select(box_part), name, neuron_part.unsqueeze(1))
+             for box_part, neuron_part in zip(boxes.split(chunk), neurons.split(chunk))]
+    return torch.cat([l[:, 0] for l, _ in parts]), torch.cat([u[:, 0] for _, u in parts])
 
 
 def output_lower_bounds(state: BoundState, C: torch.Tensor, record: dict | None = None) -> torch.Tensor:

@@ -166,10 +166,12 @@ def widen(l: np.ndarray, u: np.ndarray):
     """Bounds widened against rounding, then rounded outward to float32 values (short
     rationals keep z3's arithmetic small)."""
     slack = _WIDEN_REL * (np.abs(l) + np.abs(u)) + _WIDEN_ABS
-    return _outward32(l - slack, -1), _outward32(u + slack, 1)
+    return round_float32(l - slack, -1), round_float32(u + slack, 1)
 
 
-def _outward32(a: np.ndarray, direction: int) -> np.ndarray:
+def round_float32(a: np.ndarray, direction) -> np.ndarray:
+    """a rounded to float32 values toward +inf (direction 1) or -inf (-1), as float64;
+    direction may be an array of signs, one per element."""
     with np.errstate(over="ignore"):
         r = a.astype(np.float32)
     step = np.where(r.astype(np.float64) * direction < a * direction,

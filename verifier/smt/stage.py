@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from verifier.smt.encode import Decline, Encoding, encode
+from verifier.smt.encode import Decline, Encoding, encode, round_float32
 from verifier.smt.margin import row_margins
 from verifier.smt.milp import solve_milp
 from verifier.smt.z3_solver import SolveResult, solve_z3
@@ -67,10 +67,7 @@ def float32_box(lo: np.ndarray, hi: np.ndarray):
     counterexamples stay the same, with short rationals. A dimension fixed to a value float32
     cannot hold gets its nearest float32, as in verifier.decide; one with no float32 inside
     keeps its bounds."""
-    up = lo.astype(np.float32)
-    up = np.where(up.astype(np.float64) < lo, np.nextafter(up, np.float32(np.inf)), up).astype(np.float64)
-    down = hi.astype(np.float32)
-    down = np.where(down.astype(np.float64) > hi, np.nextafter(down, np.float32(-np.inf)), down).astype(np.float64)
+    up, down = round_float32(lo, 1), round_float32(hi, -1)
     fixed = lo == hi
     nearest = lo.astype(np.float32).astype(np.float64)
     empty = up > down
@@ -83,11 +80,7 @@ def thresholds(d: np.ndarray, shift: np.ndarray) -> np.ndarray:
     strengthened one): any such threshold keeps the margin rule, and short rationals are
     cheap for z3."""
     direction = np.sign(shift)
-    t = np.nextafter(d + shift, direction * np.inf)
-    t32 = t.astype(np.float32)
-    t32 = np.where(t32.astype(np.float64) * direction < t * direction,
-                   np.nextafter(t32, (direction * np.inf).astype(np.float32)), t32)
-    return t32.astype(np.float64)
+    return round_float32(np.nextafter(d + shift, direction * np.inf), direction)
 
 
 def bounds_for_margin(bounds: dict) -> dict:
@@ -131,10 +124,6 @@ def smt_region(query, region, backend: str = "milp") -> ExactOutcome:
     graph = query.graph64
     lo = torch.as_tensor(region.lo, dtype=torch.float64, device=graph.device).unsqueeze(0)
     hi = torch.as_tensor(region.hi, dtype=torch.float64, device=graph.device).unsqueeze(0)
-    if any(n.op in ("sigmoid", "tanh") for n in graph.nodes):
-        bad = next(n for n in graph.nodes if n.op in ("sigmoid", "tanh"))
-        return ExactOutcome("unknown", note=f"smt declined: op {bad.op} ({bad.onnx_name or bad.name}) "
-                                            "is not piecewise linear")
     state = crown(graph, lo, hi)
     C, d, owner = stack_rows(region)
     return decide_domain(query, region, state.bounds, C, d, owner, len(region.disjuncts), backend=backend)
