@@ -183,6 +183,30 @@ def test_hung_worker_is_killed_at_its_timeout(tmp_path, fake_command, monkeypatc
     assert _dies_within(grandchild, seconds=3), "the worker's own children must die with it"
 
 
+def hang_in_warm_worker(cli_args):
+    """Stands in for warm.verify_in_worker: makes its group, starts a grandchild, then hangs."""
+    import os
+    os.setsid()
+    vnnlib = Path(cli_args[1])
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1000)"])
+    vnnlib.with_suffix(".pid").write_text(str(child.pid))
+    time.sleep(1000)
+
+
+def test_hung_warm_worker_is_killed_with_its_children(tmp_path, monkeypatch):
+    from verifier.bench import warm
+
+    monkeypatch.setattr(runner, "KILL_AFTER_SECONDS", 1.0)
+    monkeypatch.setattr(warm, "verify_in_worker", hang_in_warm_worker)
+    csv_path = make_suite(tmp_path / "suite", [["onnx/n.onnx", "hang_1.vnnlib", "30"]])
+    outcomes, _, _ = run_bench(csv_path, tmp_path, None, timeout_cap=0.5)
+
+    assert outcomes[0].verdict == "timeout"
+    assert 1.5 - 0.05 <= outcomes[0].time < 1.5 + 2
+    grandchild = int((tmp_path / "suite" / "hang_1.pid").read_text())
+    assert _dies_within(grandchild, seconds=3), "the warm worker's own children must die with it"
+
+
 def _dies_within(pid: int, seconds: float) -> bool:
     """SIGKILL is delivered asynchronously: give a loaded machine a moment to carry it out."""
     deadline = time.monotonic() + seconds
@@ -310,9 +334,11 @@ def test_cli_missing_csv_exits_2(tmp_path):
     assert not (tmp_path / "bench_results.csv").exists()
 
 
-def test_end_to_end_real_verifier(tmp_path):
+@pytest.mark.parametrize("start", ["warm", "cold"])
+def test_end_to_end_real_verifier(tmp_path, start):
     """`cli.py bench` with the real verifier on the first two digits_mlp rows of bench_instances (the
-    filter drops a digits_cnn row), paths resolved against --root."""
+    filter drops a digits_cnn row), paths resolved against --root; warm workers (the default) and
+    fresh `cli.py verify` processes (--cold) give the known verdicts."""
     source = REPO / "bench_instances" / "instances.csv"
     lines = source.read_text().splitlines()
     mlp = [line for line in lines[1:] if "digits_mlp" in line][:2]
@@ -321,12 +347,14 @@ def test_end_to_end_real_verifier(tmp_path):
     out, plot = tmp_path / "results.csv", tmp_path / "cactus.png"
     proc = subprocess.run(
         [sys.executable, str(CLI_PATH), "bench", str(tmp_path / "two.csv"), "--root", str(source.parent),
-         "--filter", "digits_mlp", "--timeout-cap", "20", "--out", str(out), "--plot", str(plot)],
+         "--filter", "digits_mlp", "--timeout-cap", "20", "--out", str(out), "--plot", str(plot),
+         *(["--cold"] if start == "cold" else [])],
         capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr
     with open(out, newline="") as f:
         records = list(csv.DictReader(f))
     assert len(records) == 2 and {r["benchmark"] for r in records} == {"digits_mlp"}
-    assert not [r for r in records if r["status"] == WRONG], records
+    assert [r["status"] for r in records] == [CORRECT, CORRECT], records
+    assert ("warm workers" in proc.stdout) == (start == "warm")
     assert proc.stdout.startswith("| benchmark")
     assert plot.read_bytes()[:8] == PNG_MAGIC

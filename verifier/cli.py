@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--filter", help="only rows whose benchmark, onnx or vnnlib path contains this")
     r.add_argument("--jobs", type=int, default=1, help="instances run at a time (default 1; timings "
                    "are only comparable with 1)")
+    r.add_argument("--cold", action="store_true", help="start each instance as `python cli.py verify`, "
+                   "start-up (~2 s of torch import) included, as VNN-COMP times tools; default: workers "
+                   "forked from a process that imported torch once")
 
     s = sub.add_parser("soundness", help="soundness sets with hidden planted counterexamples: generate, check")
     s_sub = s.add_subparsers(dest="soundness_command", required=True)
@@ -161,10 +164,11 @@ def cmd_bounds(args) -> int:
 
 def cmd_bench(args) -> int:
     from verifier.bench import bench
+    from verifier.bench.runner import COLD_COMMAND
 
     try:
         bench(args.instances, root=args.root, timeout_cap=args.timeout_cap, out=args.out, plot=args.plot,
-              name_filter=args.filter, jobs=args.jobs)
+              name_filter=args.filter, jobs=args.jobs, command=COLD_COMMAND if args.cold else None)
     except KeyboardInterrupt:
         print(f"interrupted: the finished instances are in {args.out}", file=sys.stderr)
         return 130

@@ -1,8 +1,6 @@
 """Running the verifier on each instance in a fresh worker process, with a hard deadline."""
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -15,12 +13,14 @@ from typing import Callable, Iterator, Sequence
 
 import verifier
 from verifier.bench.instances import Instance, Suite
+from verifier.processes import kill_group
 from verifier.bench.scoring import ERROR, TIMEOUT, VERDICTS, WRONG, classify, is_solved
 
 CLI_PATH = Path(verifier.__file__).resolve().parents[1] / "cli.py"
 # Each part is formatted with onnx, vnnlib (absolute paths), timeout (seconds) and out (the result file).
-DEFAULT_COMMAND = (sys.executable, str(CLI_PATH), "verify", "{onnx}", "{vnnlib}",
-                   "--timeout", "{timeout}", "--out", "{out}")
+WARM_ARGUMENTS = ("{onnx}", "{vnnlib}", "--timeout", "{timeout}", "--out", "{out}")
+# This verifier started cold, as VNN-COMP times tools: start-up (torch's import, ~2 s) included.
+COLD_COMMAND = (sys.executable, str(CLI_PATH), "verify", *WARM_ARGUMENTS)
 KILL_AFTER_SECONDS = 5.0  # a worker still running this long after its timeout is killed
 
 
@@ -41,12 +41,16 @@ def effective_timeout(instance: Instance, timeout_cap: float | None) -> float:
 
 
 def run_suite(suite: Suite, *, timeout_cap: float | None = None, jobs: int = 1,
-              command: Sequence[str] = DEFAULT_COMMAND, progress: bool = True,
+              command: Sequence[str] | None = None, progress: bool = True,
               on_outcome: Callable[[Outcome], None] | None = None) -> list[Outcome]:
     """Runs every instance (`jobs` at a time) behind a progress bar on stderr; calls `on_outcome` as each
     finishes. Returns the outcomes in the suite's order."""
     from tqdm import tqdm
 
+    if command is None:
+        from verifier.bench import warm
+
+        warm.start_server()
     outcomes: dict[int, Outcome] = {}  # by row index
     solved = wrong = 0
     with tqdm(total=len(suite.instances), desc=suite.title, unit="inst", file=sys.stderr,
@@ -86,15 +90,18 @@ def _run_all(suite: Suite, timeout_cap, jobs: int, command) -> Iterator[tuple[in
 
 
 def run_instance(instance: Instance, onnx: Path, vnnlib: Path, timeout: float,
-                 command: Sequence[str] = DEFAULT_COMMAND, workers: WorkerGroup | None = None) -> Outcome:
-    """One worker process; killed (with its whole process group) at timeout + KILL_AFTER_SECONDS,
-    which counts as a timeout."""
+                 command: Sequence[str] | None = None, workers: WorkerGroup | None = None) -> Outcome:
+    """One worker process: a warm worker of this verifier (command None) or the command; killed (with
+    its whole process group) at timeout + KILL_AFTER_SECONDS, which counts as a timeout."""
     with tempfile.TemporaryDirectory(prefix="bench-") as folder:
         out = Path(folder) / "result.txt"
-        argv = [part.format(onnx=onnx.resolve(), vnnlib=vnnlib.resolve(), timeout=f"{timeout:.10g}", out=out)
-                for part in command]
+        values = dict(onnx=onnx.resolve(), vnnlib=vnnlib.resolve(), timeout=f"{timeout:.10g}", out=out)
+        if command is None:
+            start = lambda: _WarmWorker([part.format(**values) for part in WARM_ARGUMENTS])
+        else:
+            start = lambda: _CommandWorker([part.format(**values) for part in command])
         started = time.monotonic()
-        stdout, killed = _run_with_deadline(argv, timeout + KILL_AFTER_SECONDS, workers)
+        stdout, killed = _run_with_deadline(start, timeout + KILL_AFTER_SECONDS, workers)
         elapsed = time.monotonic() - started
         verdict = TIMEOUT if killed else read_verdict(out, stdout)
     return Outcome(instance, verdict, elapsed, timeout)
@@ -123,56 +130,85 @@ def _first_line(text: str) -> str:
 
 # ---------------------------------------------------------------- worker processes
 
+class _CommandWorker:
+    """A command run in its own session, stdout captured."""
+
+    def __init__(self, argv: list[str]):
+        self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL, text=True, errors="replace",
+                                        start_new_session=True)
+        self.pid = self.process.pid
+
+    def finish(self, seconds: float) -> str:
+        """Its stdout once it ends; subprocess.TimeoutExpired if it runs longer than `seconds`."""
+        stdout, _ = self.process.communicate(timeout=seconds)
+        return stdout
+
+    def reap(self) -> None:
+        self.process.wait()
+        self.process.stdout.close()
+
+
+class _WarmWorker:
+    """`cli.py verify` forked from the warm server (see warm.py); its verdict comes back in --out only."""
+
+    def __init__(self, cli_args: list[str]):
+        from verifier.bench import warm
+
+        self.process = warm.context().Process(target=warm.verify_in_worker, args=(cli_args,))
+        self.process.start()
+        self.pid = self.process.pid
+
+    def finish(self, seconds: float) -> str:
+        self.process.join(seconds)
+        if self.process.exitcode is None:
+            raise subprocess.TimeoutExpired("warm worker", seconds)
+        return ""
+
+    def reap(self) -> None:
+        self.process.join()
+
+
 class WorkerGroup:
     """The worker processes of one suite run, so that an interrupted run can kill those still running
     (and those about to start)."""
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._processes: set[subprocess.Popen] = set()
+        self._pids: set[int] = set()
         self._closed = False
 
-    def add(self, process: subprocess.Popen) -> None:
+    def add(self, pid: int) -> None:
         with self._lock:
-            self._processes.add(process)
+            self._pids.add(pid)
             if self._closed:
-                _kill_group(process)
+                kill_group(pid)
 
-    def remove(self, process: subprocess.Popen) -> None:
+    def remove(self, pid: int) -> None:
         with self._lock:
-            self._processes.discard(process)
+            self._pids.discard(pid)
 
     def kill_all(self) -> None:
         with self._lock:
             self._closed = True
-            for process in self._processes:
-                _kill_group(process)
+            for pid in self._pids:
+                kill_group(pid)
 
 
-def _run_with_deadline(argv: list[str], deadline: float, workers: WorkerGroup | None) -> tuple[str, bool]:
-    """Runs argv in a new process group; returns (stdout, whether it was killed at the deadline)."""
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, text=True, errors="replace",
-                               start_new_session=True)
+def _run_with_deadline(start: Callable[[], _CommandWorker | _WarmWorker], deadline: float,
+                       workers: WorkerGroup | None) -> tuple[str, bool]:
+    """Starts a worker; returns (its stdout, whether it was killed at the deadline)."""
+    worker = start()
     if workers is not None:
-        workers.add(process)
+        workers.add(worker.pid)
     try:
-        stdout, _ = process.communicate(timeout=deadline)
-        return stdout, False
+        return worker.finish(deadline), False
     except BaseException as e:  # the deadline, or an interruption: leave nothing behind
-        _kill_group(process)
-        process.wait()
-        process.stdout.close()
+        kill_group(worker.pid)
+        worker.reap()
         if isinstance(e, subprocess.TimeoutExpired):
             return "", True
         raise
     finally:
         if workers is not None:
-            workers.remove(process)
-
-
-def _kill_group(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+            workers.remove(worker.pid)

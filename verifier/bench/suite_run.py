@@ -8,7 +8,7 @@ from typing import Sequence, TextIO
 
 from verifier.bench.instances import load_suite
 from verifier.bench.report import ResultsWriter, format_summary, summarise
-from verifier.bench.runner import DEFAULT_COMMAND, Outcome, run_suite
+from verifier.bench.runner import Outcome, run_suite
 from verifier.errors import UserError
 
 DEFAULT_RESULTS = "bench_results.csv"
@@ -19,10 +19,11 @@ LEGEND = ("Ours: solved (wrong apart), total and median time of the solved runs,
 
 def bench(csv_path: str | Path, *, root: str | Path | None = None, timeout_cap: float | None = None,
           out: str | Path = DEFAULT_RESULTS, plot: str | Path | None = None, name_filter: str | None = None,
-          jobs: int = 1, command: Sequence[str] = DEFAULT_COMMAND, progress: bool = True,
+          jobs: int = 1, command: Sequence[str] | None = None, progress: bool = True,
           stdout: TextIO | None = None) -> list[Outcome]:
     """Runs every selected instance of the CSV and reports; returns the outcomes in the CSV's order.
-    Raises UserError for bad arguments or a missing/malformed CSV."""
+    `command` (a template, see runner) runs another verifier or this one cold; by default each instance
+    runs in a warm worker of this verifier. Raises UserError for bad arguments or a missing/malformed CSV."""
     stdout = stdout or sys.stdout
     _check_arguments(timeout_cap, jobs, plot)
     suite = load_suite(csv_path, root=root, name_filter=name_filter)
@@ -35,7 +36,8 @@ def bench(csv_path: str | Path, *, root: str | Path | None = None, timeout_cap: 
     wall = time.monotonic() - started
     print(format_summary(summarise(outcomes, suite.tools), suite.tools), file=stdout)
     print(LEGEND, file=stdout)
-    print(f"total wall time: {wall:.1f} s for {len(outcomes)} instances (jobs={jobs}); results: {out}",
+    start = "warm workers, torch imported once" if command is None else "a fresh process per instance"
+    print(f"total wall time: {wall:.1f} s for {len(outcomes)} instances (jobs={jobs}, {start}); results: {out}",
           file=stdout)
     if plot:
         from verifier.bench.plot import save_cactus

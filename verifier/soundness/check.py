@@ -6,9 +6,7 @@ UNSOUND, BAD-WITNESS or CONFLICT."""
 from __future__ import annotations
 
 import csv
-import os
 import shlex
-import signal
 import subprocess
 import sys
 import tempfile
@@ -19,6 +17,7 @@ from pathlib import Path
 
 import verifier
 from verifier.errors import UserError
+from verifier.processes import kill_group
 from verifier.soundness import files
 from verifier.soundness.classify import CLASSES, FAILING, Verdict, classify
 from verifier.soundness.replay import onnx_model
@@ -153,10 +152,7 @@ def _run_subprocess(command: str, onnx: Path, vnnlib: Path, timeout: float, resu
         return True
     finally:  # out of time or interrupted: the whole group, so that no grandchild outlives it
         if process.poll() is None:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            kill_group(process.pid)
             process.wait()
 
 
