@@ -13,8 +13,8 @@ from typing import Callable, Iterator, Sequence
 
 import verifier
 from verifier.bench.instances import Instance, Suite
-from verifier.processes import kill_group
 from verifier.bench.scoring import ERROR, TIMEOUT, VERDICTS, WRONG, classify, is_solved
+from verifier.processes import kill_group
 
 CLI_PATH = Path(verifier.__file__).resolve().parents[1] / "cli.py"
 # Each part is formatted with onnx, vnnlib (absolute paths), timeout (seconds) and out (the result file).
