@@ -96,12 +96,10 @@ def run_instance(instance: Instance, onnx: Path, vnnlib: Path, timeout: float,
     with tempfile.TemporaryDirectory(prefix="bench-") as folder:
         out = Path(folder) / "result.txt"
         values = dict(onnx=onnx.resolve(), vnnlib=vnnlib.resolve(), timeout=f"{timeout:.10g}", out=out)
-        if command is None:
-            start = lambda: _WarmWorker([part.format(**values) for part in WARM_ARGUMENTS])
-        else:
-            start = lambda: _CommandWorker([part.format(**values) for part in command])
+        argv = [part.format(**values) for part in (WARM_ARGUMENTS if command is None else command)]
+        worker = _WarmWorker if command is None else _CommandWorker
         started = time.monotonic()
-        stdout, killed = _run_with_deadline(start, timeout + KILL_AFTER_SECONDS, workers)
+        stdout, killed = _run_with_deadline(lambda: worker(argv), timeout + KILL_AFTER_SECONDS, workers)
         elapsed = time.monotonic() - started
         verdict = TIMEOUT if killed else read_verdict(out, stdout)
     return Outcome(instance, verdict, elapsed, timeout)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import os
-import sys
 import time
 
 # The modules a verify run needs; importing them once in the server is the whole saving.
@@ -39,15 +38,12 @@ def _exit_at_once() -> None:
 
 def verify_in_worker(cli_args: list[str]) -> None:
     """The worker's body: `cli.py verify` with these arguments, output discarded (the verdict goes to
-    the --out file), then exit without the interpreter's teardown, as cli.py does."""
+    the --out file), exiting as cli.py does."""
     started = time.monotonic()
     os.setsid()
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
-    from verifier.cli import main
+    from verifier.cli import main_and_exit
 
-    code = main(["verify", *cli_args], started=started)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    main_and_exit(["verify", *cli_args], started=started)
