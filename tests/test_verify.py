@@ -1,4 +1,6 @@
 """End to end on the shipped instances, whose ground truth was computed independently."""
+import time
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -57,3 +59,14 @@ def test_attack_finds_acasxu_narrow_counterexample_for_most_seeds(vnncomp):
         assert result.verdict in ("sat", "timeout", "unknown")
         found += result.verdict == "sat" and result.stage == "attack"
     assert found >= 7
+
+
+def test_api_honours_a_timeout_shorter_than_one_root_bound(vnncomp):
+    """verify() has no watchdog (cli.py does): the bound computations themselves must stop. This
+    instance's root alpha-CROWN alone takes about 10 s, one of its nodes 5 s."""
+    onnx = vnncomp / "oval21" / "onnx" / "cifar_wide_kw.onnx"
+    vnnlib = vnncomp / "oval21" / "vnnlib" / "cifar_wide_kw-img5989-eps0.028235294117647063.vnnlib"
+    started = time.monotonic()
+    result = verifier.verify(onnx, vnnlib, timeout=4)
+    assert result.verdict == "timeout"
+    assert time.monotonic() - started < 4 + 1

@@ -196,7 +196,7 @@ def crown_proves(query: Query, region: Region) -> bool:
     graph = query.graph64
     lo = torch.as_tensor(region.lo, dtype=torch.float64, device=graph.device).unsqueeze(0)
     hi = torch.as_tensor(region.hi, dtype=torch.float64, device=graph.device).unsqueeze(0)
-    state = crown(graph, lo, hi)
+    state = crown(graph, lo, hi, deadline_check=query.check_time)
     query.check_time()
     lower = output_lower_bounds(state, spec.C.unsqueeze(0))
     return bool(query.refuted(lower, spec).all())

@@ -35,15 +35,16 @@ _ALPHA_LR = 0.5
 _ALPHA_AFTER_BOXES = 5_000
 
 
-def bound_boxes(graph, lo, hi, spec: Spec, intermediate=crown, known: dict | None = None):
+def bound_boxes(graph, lo, hi, spec: Spec, intermediate=crown, known: dict | None = None,
+                deadline_check=None):
     """Lower bounds (N, m) of the spec rows, their input coefficients (N, m, n) and the bound
     state: the given intermediate bounds, then a backward pass from the output. `known`
     holds bounds already proved for these boxes (their parents'): CROWN keeps the tighter of
     the two and needs no backward pass for neurons the parent already proved stable."""
-    if intermediate is crown and known:
+    if intermediate is crown:
         state = BoundState(graph, lo, hi)
-        state.bounds.update(known)
-        state = crown(graph, lo, hi, state=state)
+        state.bounds.update(known or {})
+        state = crown(graph, lo, hi, state=state, deadline_check=deadline_check)
     else:
         state = intermediate(graph, lo, hi)
     record = {graph.input_name: None}
@@ -146,7 +147,8 @@ def input_split_bab(query, region, spec: Spec, batch: int = 1024) -> BabOutcome:
     tight = needs_tight_bounds(graph) if intermediate is crown else {}
     while True:
         query.check_time()
-        lower, lam, state = bound_boxes(graph, pending_lo, pending_hi, spec, intermediate, pending_bounds)
+        lower, lam, state = bound_boxes(graph, pending_lo, pending_hi, spec, intermediate, pending_bounds,
+                                        query.check_time)
         boxes_bounded += len(pending_lo)
         refuted = query.refuted(lower, spec)
         if boxes_bounded > _ALPHA_AFTER_BOXES:

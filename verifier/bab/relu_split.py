@@ -71,7 +71,7 @@ def relu_split_bab(query, region, spec: Spec) -> BabOutcome:
     graph = query.graph64
     lo = torch.as_tensor(region.lo, dtype=torch.float64, device=graph.device).unsqueeze(0)
     hi = torch.as_tensor(region.hi, dtype=torch.float64, device=graph.device).unsqueeze(0)
-    root_state = crown(graph, lo, hi, iterations=INTERMEDIATE_ITERATIONS)
+    root_state = crown(graph, lo, hi, iterations=INTERMEDIATE_ITERATIONS, deadline_check=query.check_time)
     query.check_time()
     root = _bound(query, root_state, spec, _root_domains(root_state, spec), ROOT_ITERATIONS)
     refuted = query.refuted(root.lower, spec)[0]

@@ -29,6 +29,11 @@ class BoundState:
         # Optimisable relaxation parameters, used by the backward pass from the output:
         self.alphas: dict[str, torch.Tensor] = {}  # relu node -> lower slopes (B, m, *shape)
         self.lam_offsets: dict[str, torch.Tensor] = {}  # pre-activation -> beta * sign (B, m, *shape)
+        self.deadline_check = None  # called between the passes of long computations; raises to stop
+
+    def check_time(self) -> None:
+        if self.deadline_check is not None:
+            self.deadline_check()
 
     @property
     def batch(self) -> int:
@@ -117,7 +122,10 @@ def bound_rows(state: BoundState, name: str, rows: torch.Tensor,
     """CROWN lower and upper bounds (B, k) of the elements `rows` (flat indices) of a node;
     with iterations > 0, alpha-CROWN with slopes optimised for these rows."""
     chunk = max(1, _MAX_LAM_ELEMENTS // (2 * state.batch * _widest(state, name)))
-    parts = [_element_bounds(state, name, part.expand(state.batch, -1), iterations) for part in rows.split(chunk)]
+    parts = []
+    for part in rows.split(chunk):
+        parts.append(_element_bounds(state, name, part.expand(state.batch, -1), iterations))
+        state.check_time()
     return torch.cat([l for l, _ in parts], 1), torch.cat([u for _, u in parts], 1)
 
 
@@ -180,6 +188,7 @@ def optimized_backward(state: BoundState, start: str, C: torch.Tensor, iteration
             best = lower.detach() if best is None else torch.maximum(best, lower.detach())
             if step == iterations:
                 break
+            state.check_time()
             optimizer.zero_grad()
             (-lower.sum()).backward()
             optimizer.step()
@@ -192,10 +201,12 @@ def optimized_backward(state: BoundState, start: str, C: torch.Tensor, iteration
 
 
 def crown(graph: Graph, lo: torch.Tensor, hi: torch.Tensor, state: BoundState | None = None,
-          iterations: int = 0) -> BoundState:
+          iterations: int = 0, deadline_check=None) -> BoundState:
     """IBP everywhere, then CROWN on every input of a nonlinear node, in topological order
-    (alpha-CROWN with that many Adam steps per node when iterations > 0)."""
+    (alpha-CROWN with that many Adam steps per node when iterations > 0). deadline_check, when
+    given, is called between backward passes (it raises to stop)."""
     state = state or BoundState(graph, lo, hi)
+    state.deadline_check = deadline_check
     targets = needs_tight_bounds(graph)
     for node in graph.nodes:
         l, u = state.ibp_node(node)
