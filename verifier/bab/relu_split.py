@@ -73,7 +73,7 @@ def relu_split_bab(query, region, spec: Spec) -> BabOutcome:
     hi = torch.as_tensor(region.hi, dtype=torch.float64, device=graph.device).unsqueeze(0)
     root_state = crown(graph, lo, hi, iterations=INTERMEDIATE_ITERATIONS, deadline_check=query.check_time)
     query.check_time()
-    root = _bound(query, root_state, spec, _root_domains(root_state, spec), ROOT_ITERATIONS)
+    root = _bound(root_state, spec, _root_domains(root_state, spec), ROOT_ITERATIONS)
     refuted = query.refuted(root.lower, spec)[0]
     bounded = 1
     for k in range(spec.n_disjuncts):
@@ -114,7 +114,7 @@ def _tree(query, region, spec: Spec, root_state: BoundState, domains: Domains) -
         chosen, rest = domains.select(order[:batch]), domains.select(order[batch:])
         try:
             children = _branch(root_state, spec, chosen, pre_activation)
-            children = _bound(query, root_state, spec, children, CHILD_ITERATIONS)
+            children = _bound(root_state, spec, children, CHILD_ITERATIONS)
         except torch.cuda.OutOfMemoryError:
             batch = max(1, batch // 2)
             domains = Domains.concat([chosen, rest])
@@ -138,10 +138,11 @@ def _state_for(root: BoundState, domains: Domains) -> BoundState:
     n = len(domains)
     state = BoundState(root.graph, root.lo.expand(n, *root.lo.shape[1:]), root.hi.expand(n, *root.hi.shape[1:]))
     state.bounds.update(domains.bounds)
+    state.deadline_check = root.deadline_check
     return state
 
 
-def _bound(query, root: BoundState, spec: Spec, domains: Domains, iterations: int) -> Domains:
+def _bound(root: BoundState, spec: Spec, domains: Domains, iterations: int) -> Domains:
     """Optimise the children's bounds (warm-started) and compute their branching scores."""
     state = _state_for(root, domains)
     relus = relu_nodes(state)
@@ -149,8 +150,7 @@ def _bound(query, root: BoundState, spec: Spec, domains: Domains, iterations: in
     record[state.graph.input_name] = None
     lower, alphas, betas = optimize_bounds(
         state, spec, iterations, alphas={k: v.clone() for k, v in domains.alphas.items()},
-        betas={k: v.clone() for k, v in domains.betas.items()}, splits=domains.splits,
-        deadline_check=query.check_time, record=record)
+        betas={k: v.clone() for k, v in domains.betas.items()}, splits=domains.splits, record=record)
     lower = torch.maximum(lower, domains.lower)  # a child is inside its parent
     scores = _babsr_scores(state, spec, lower, domains.splits, record)
     input_lam = record[state.graph.input_name]

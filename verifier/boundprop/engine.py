@@ -55,8 +55,10 @@ class BoundState:
         return self._relaxations[node.name]
 
     def select(self, boxes: torch.Tensor) -> "BoundState":
-        """A state over boxes[i] of this one (repeats allowed), with their bounds; no parameters."""
+        """A state over boxes[i] of this one (repeats allowed), with their bounds and its deadline
+        check; no parameters."""
         sub = BoundState(self.graph, self.lo[boxes], self.hi[boxes])
+        sub.deadline_check = self.deadline_check
         sub.bounds = {name: (l[boxes], u[boxes]) for name, (l, u) in self.bounds.items()}
         sub._relaxations = {name: tuple(t[boxes] for t in relaxation)
                             for name, relaxation in self._relaxations.items()}

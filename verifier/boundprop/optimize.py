@@ -76,10 +76,11 @@ def optimize_bounds(state: BoundState, spec: Spec, iterations: int,
                     betas: dict[str, torch.Tensor] | None = None,
                     splits: dict[str, torch.Tensor] | None = None,
                     lr_alpha: float = 0.1, lr_beta: float = 0.05,
-                    deadline_check=None, record: dict | None = None):
+                    record: dict | None = None):
     """Returns (best lower bounds (B, m), alphas, betas); fills `record` with the lams of the
     last pass (for branching). With iterations == 0 it is plain CROWN with the given slopes.
-    Stops early once every disjunct is refuted in every domain."""
+    Stops early once every disjunct is refuted in every domain; checks the state's deadline
+    after every pass."""
     B, m = state.batch, spec.C.shape[0]
     C = spec.C.expand(B, -1, -1)
     alphas = alphas if alphas is not None else initial_alphas(state, m)
@@ -100,6 +101,7 @@ def optimize_bounds(state: BoundState, spec: Spec, iterations: int,
         state.lam_offsets = {name: betas[name] * s for name, s in signs.items()}
         lower = output_lower_bounds(state, C, record)
         best = lower.detach() if best is None else torch.maximum(best, lower.detach())
+        state.check_time()
         if step == iterations or bool((spec.disjunct_margins(best) > 0).all()):
             break
         loss = -spec.disjunct_margins(lower).clamp(max=0).sum()
@@ -111,8 +113,6 @@ def optimize_bounds(state: BoundState, spec: Spec, iterations: int,
                 a.clamp_(0, 1)
             for b in beta_params:
                 b.clamp_(min=0)
-        if deadline_check is not None:
-            deadline_check()
     for p in params + beta_params:
         p.requires_grad_(False)
     state.lam_offsets = {}
