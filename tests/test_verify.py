@@ -33,6 +33,19 @@ def test_verdict_matches_ground_truth(row):
                    for r in regions)
 
 
+def test_verify_leaves_the_process_float_settings_as_it_found_them():
+    import torch
+
+    from verifier.runtime import _flushes_denormals
+
+    row = LABELLED[0]
+    for flush in (False, True):
+        torch.set_flush_denormal(flush)
+        verifier.verify(row["onnx"], row["vnnlib"], timeout=60)
+        assert _flushes_denormals() == flush
+    torch.set_flush_denormal(False)
+
+
 def test_bounds_contain_sampled_outputs():
     row = next(r for r in LABELLED if "cnn" in r["onnx"])
     region = parse_vnnlib(row["vnnlib"])[0]

@@ -18,7 +18,7 @@ from verifier.boundprop.optimize import Spec
 from verifier.decide import confirm_counterexample, refuted_disjuncts
 from verifier.options import Options
 from verifier.result import Result
-from verifier.runtime import keep_freed_memory, threads
+from verifier.runtime import exact_float_settings, keep_freed_memory, threads
 from verifier.spec.region import Region, stack_rows
 
 
@@ -76,12 +76,10 @@ _SHORT_STEPS = 20
 
 
 def run(query: Query) -> Result:
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    torch.set_flush_denormal(True)
     keep_freed_memory()
     try:
-        return _stages(query)
+        with exact_float_settings():
+            return _stages(query)
     except Deadline:
         return query.result("timeout", "deadline")
 

@@ -36,3 +36,27 @@ def threads(count: int):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@contextmanager
+def exact_float_settings():
+    """No TF32 on CUDA (its 10-bit mantissa would void the float64/float32 error budgets), and
+    subnormals flushed to zero (they slow CPU arithmetic a hundredfold; the decision margins
+    dwarf them); the process's own settings are restored after the block."""
+    import torch
+
+    cuda, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    before = cuda.allow_tf32, cudnn.allow_tf32, _flushes_denormals()
+    cuda.allow_tf32 = cudnn.allow_tf32 = False
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        cuda.allow_tf32, cudnn.allow_tf32 = before[:2]
+        torch.set_flush_denormal(before[2])
+
+
+def _flushes_denormals() -> bool:
+    import torch
+
+    return bool((torch.tensor([1e-310], dtype=torch.float64) * 1.0 == 0).item())

@@ -3,6 +3,9 @@
 A domain is the region's box plus a set of split neurons (active: x >= 0, inactive: x <= 0).
 Its bound comes from the backward pass with optimised slopes (alpha) and split multipliers
 (beta); intermediate bounds are inherited from the root, tightened only at split neurons.
+The slopes and multipliers are optimised in float32 (2.5 to 3 times faster than float64 on a
+CPU); the bound a domain keeps is the float64 backward pass with the best of them, so unsat
+is still decided from float64 bounds only.
 Each round takes the domains with the worst bounds, splits the best-scoring neuron of each
 (BaBSR score, then the best of the top few by a plain CROWN bound: filtered smart branching),
 bounds all children at once, closes the refuted ones, and tries the minimisers of the
@@ -26,17 +29,21 @@ ROOT_ITERATIONS = 40
 CHILD_ITERATIONS = 12
 FSB_CANDIDATES = 3
 _MEMORY_ELEMENTS = 2 ** 24  # per-domain tensors (alphas, betas, lams, Adam moments) budget
+SEARCH_DTYPE = torch.float32
+# The float32 search aims this far (relative to the bounds' scale) above each threshold, so that
+# the float64 certificate clears decide.refuted_disjuncts' margin as well.
+_SEARCH_SLACK = 1e-5
 
 
 @dataclass
 class Domains:
     """A batch of domains, each row one domain; every tensor has the domain index first."""
 
-    bounds: dict  # input of a nonlinear node -> (l, u) (N, *shape)
+    bounds: dict  # input of a nonlinear node -> float64 (l, u) (N, *shape)
     splits: dict  # relu node -> (N, *shape) int8: +1 active, -1 inactive, 0 free
-    alphas: dict  # relu node -> (N, m, *shape)
-    betas: dict  # pre-activation -> (N, m, *shape)
-    lower: torch.Tensor  # (N, m) best lower bounds of the spec rows
+    alphas: dict  # relu node -> (N, m, *shape), search precision
+    betas: dict  # pre-activation -> (N, m, *shape), search precision
+    lower: torch.Tensor  # (N, m) best certified (float64) lower bounds of the spec rows
     scores: dict  # relu node -> (N, *shape) branching scores (-inf where not branchable)
     input_lam: torch.Tensor  # (N, m, n_in) input coefficients of the last bound
 
@@ -130,28 +137,51 @@ def _root_domains(state: BoundState, spec: Spec) -> Domains:
     splits = {n.name: torch.zeros_like(state.bounds[n.inputs[0]][0], dtype=torch.int8)
               for n in relu_nodes(state)}
     lower = state.lo.new_full((1, m), float("-inf"))
-    return Domains(bounds, splits, initial_alphas(state, m), initial_betas(state, m), lower, {},
-                   state.lo.new_zeros(1, m, state.graph.input_size))
+    return Domains(bounds, splits, _cast(initial_alphas(state, m), SEARCH_DTYPE),
+                   _cast(initial_betas(state, m), SEARCH_DTYPE), lower, {},
+                   state.lo.new_zeros(1, m, state.graph.input_size, dtype=SEARCH_DTYPE))
 
 
-def _state_for(root: BoundState, domains: Domains) -> BoundState:
+def _cast(tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    return {k: v.to(dtype) for k, v in tensors.items()}
+
+
+def _state_for(root: BoundState, domains: Domains, dtype: torch.dtype = torch.float64) -> BoundState:
+    """The domains' bound state (float64 as the root, or the search precision)."""
     n = len(domains)
-    state = BoundState(root.graph, root.lo.expand(n, *root.lo.shape[1:]), root.hi.expand(n, *root.hi.shape[1:]))
-    state.bounds.update(domains.bounds)
+    graph = root.graph.to(dtype, root.graph.device)
+    state = BoundState(graph, root.lo.to(dtype).expand(n, *root.lo.shape[1:]),
+                       root.hi.to(dtype).expand(n, *root.hi.shape[1:]))
+    state.bounds.update({k: (l.to(dtype), u.to(dtype)) for k, (l, u) in domains.bounds.items()})
     state.deadline_check = root.deadline_check
     return state
 
 
+def _search_spec(spec: Spec, lower: torch.Tensor) -> Spec:
+    finite = lower[torch.isfinite(lower)]
+    scale = 1.0 + (float(finite.abs().max()) if finite.numel() else 0.0) + float(spec.d.abs().max())
+    return spec.to(SEARCH_DTYPE, raise_thresholds_by=_SEARCH_SLACK * scale)
+
+
+def _certified(root: BoundState, spec: Spec, domains: Domains, alphas: dict, betas: dict) -> torch.Tensor:
+    """Float64 lower bounds (N, m) of the domains with the given (search precision) parameters."""
+    lower, _, _ = optimize_bounds(_state_for(root, domains), spec, 0, alphas=_cast(alphas, torch.float64),
+                                  betas=_cast(betas, torch.float64), splits=domains.splits)
+    return lower
+
+
 def _bound(root: BoundState, spec: Spec, domains: Domains, iterations: int) -> Domains:
-    """Optimise the children's bounds (warm-started) and compute their branching scores."""
-    state = _state_for(root, domains)
+    """Optimise the children's bounds (warm-started) in the search precision, certify them in
+    float64, and compute their branching scores."""
+    state = _state_for(root, domains, SEARCH_DTYPE)
     relus = relu_nodes(state)
     record = {n.name: None for n in relus}
     record[state.graph.input_name] = None
-    lower, alphas, betas = optimize_bounds(
-        state, spec, iterations, alphas={k: v.clone() for k, v in domains.alphas.items()},
+    _, alphas, betas = optimize_bounds(
+        state, _search_spec(spec, domains.lower), iterations,
+        alphas={k: v.clone() for k, v in domains.alphas.items()},
         betas={k: v.clone() for k, v in domains.betas.items()}, splits=domains.splits, record=record)
-    lower = torch.maximum(lower, domains.lower)  # a child is inside its parent
+    lower = torch.maximum(_certified(root, spec, domains, alphas, betas), domains.lower)  # inside its parent
     scores = _babsr_scores(state, spec, lower, domains.splits, record)
     input_lam = record[state.graph.input_name]
     input_lam = domains.input_lam if input_lam is None else input_lam.detach().flatten(2)
@@ -160,14 +190,15 @@ def _bound(root: BoundState, spec: Spec, domains: Domains, iterations: int) -> D
 
 def _babsr_scores(state, spec, lower, splits, record):
     """How much each free unstable neuron's upper-relaxation intercept costs the open rows."""
-    open_rows = (lower <= spec.d).to(lower.dtype)
+    open_rows = lower <= spec.d
     scores = {}
     for node in relu_nodes(state):
         l, u = state.bounds[node.inputs[0]]
         free = (l < 0) & (u > 0) & (splits[node.name] == 0)
         intercept = (-l * u / (u - l).clamp(min=1e-12)).clamp(min=0)
         lam = record[node.name]
-        weight = (lam.clamp(max=0).abs() * open_rows.reshape(*open_rows.shape, *([1] * (lam.dim() - 2)))).sum(1)
+        rows = open_rows.reshape(*open_rows.shape, *([1] * (lam.dim() - 2))).to(lam.dtype)
+        weight = (lam.clamp(max=0).abs() * rows).sum(1)
         score = weight * intercept + 1e-6 * (u - l)  # width breaks ties where lam is 0
         scores[node.name] = torch.where(free, score, torch.full_like(score, float("-inf")))
     return scores
@@ -182,12 +213,13 @@ def _branch(root, spec: Spec, domains: Domains, pre_activation: dict[str, str]) 
     if top.shape[1] == 1:
         return _children(domains, top[:, 0], pre_activation)
     n = len(domains)
+    target = _search_spec(spec, domains.lower)
     quality = []
     for j in range(top.shape[1]):
         children = _children(domains, top[:, j], pre_activation)
-        lower, _, _ = optimize_bounds(_state_for(root, children), spec, 0, alphas=children.alphas,
+        lower, _, _ = optimize_bounds(_state_for(root, children, SEARCH_DTYPE), target, 0, alphas=children.alphas,
                                       betas=children.betas, splits=children.splits)
-        worst = spec.disjunct_margins(lower).min(1).values
+        worst = target.disjunct_margins(lower).min(1).values
         quality.append(torch.minimum(worst[:n], worst[n:]))
     quality = torch.stack(quality, 1).masked_fill(torch.isinf(top_scores), float("-inf"))
     best = top[torch.arange(n, device=top.device), quality.argmax(1)]
@@ -246,8 +278,9 @@ def _close_leaves(query, region, spec, root, leaves: Domains, pre_activation: di
                 witness = try_counterexamples(query, region, torch.as_tensor(np.stack(points)))
                 if witness is not None:
                     return BabOutcome("sat", witness, len(leaves))
-            lower, _, _ = optimize_bounds(state, spec, 0, alphas=leaf.alphas,
-                                          betas=betas_from(multipliers, leaf.betas), splits=leaf.splits)
+            betas = betas_from(multipliers, _cast(leaf.betas, torch.float64))
+            lower, _, _ = optimize_bounds(state, spec, 0, alphas=_cast(leaf.alphas, torch.float64),
+                                          betas=betas, splits=leaf.splits)
             if query.refuted(lower, spec).all():
                 continue
         outcome = _exact_leaf(query, region, spec, root, leaf)

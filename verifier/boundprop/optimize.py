@@ -25,6 +25,11 @@ class Spec:
     owner: torch.Tensor
     n_disjuncts: int
 
+    def to(self, dtype: torch.dtype, raise_thresholds_by: float = 0.0) -> "Spec":
+        """This spec in another precision, optionally with every threshold raised (a target for
+        bounds that must later be certified with some room to spare)."""
+        return Spec(self.C.to(dtype), (self.d + raise_thresholds_by).to(dtype), self.owner, self.n_disjuncts)
+
     def rows_of(self, k: int) -> torch.Tensor:
         return (self.owner == k).nonzero().flatten()
 
@@ -77,10 +82,10 @@ def optimize_bounds(state: BoundState, spec: Spec, iterations: int,
                     splits: dict[str, torch.Tensor] | None = None,
                     lr_alpha: float = 0.1, lr_beta: float = 0.05,
                     record: dict | None = None):
-    """Returns (best lower bounds (B, m), alphas, betas); fills `record` with the lams of the
-    last pass (for branching). With iterations == 0 it is plain CROWN with the given slopes.
-    Stops early once every disjunct is refuted in every domain; checks the state's deadline
-    after every pass."""
+    """Returns (best lower bounds (B, m), the alphas and betas that gave them, row by row);
+    fills `record` with the lams of the last pass (for branching). With iterations == 0 it is
+    plain CROWN with the given slopes. Stops early once every disjunct is refuted in every
+    domain; checks the state's deadline after every pass."""
     B, m = state.batch, spec.C.shape[0]
     C = spec.C.expand(B, -1, -1)
     alphas = alphas if alphas is not None else initial_alphas(state, m)
@@ -96,11 +101,20 @@ def optimize_bounds(state: BoundState, spec: Spec, iterations: int,
     if beta_params:
         groups.append((beta_params, lr_beta))
     optimizer = Adam(groups) if iterations > 0 else None
-    best = None
+    best = best_alphas = best_betas = None
     for step in range(iterations + 1):
-        state.lam_offsets = {name: betas[name] * s for name, s in signs.items()}
-        lower = output_lower_bounds(state, C, record)
-        best = lower.detach() if best is None else torch.maximum(best, lower.detach())
+        with torch.set_grad_enabled(step < iterations):
+            state.lam_offsets = {name: betas[name] * s for name, s in signs.items()}
+            lower = output_lower_bounds(state, C, record)
+        if best is None:
+            best = lower.detach()
+            best_alphas = {k: a.detach().clone() for k, a in alphas.items()}
+            best_betas = {k: b.detach().clone() for k, b in betas.items()}
+        else:
+            improved = lower.detach() > best
+            best = torch.where(improved, lower.detach(), best)
+            _keep_where(best_alphas, alphas, improved)
+            _keep_where(best_betas, betas, improved)
         state.check_time()
         if step == iterations or bool((spec.disjunct_margins(best) > 0).all()):
             break
@@ -116,4 +130,11 @@ def optimize_bounds(state: BoundState, spec: Spec, iterations: int,
     for p in params + beta_params:
         p.requires_grad_(False)
     state.lam_offsets = {}
-    return best, alphas, betas
+    return best, best_alphas, best_betas
+
+
+def _keep_where(best: dict[str, torch.Tensor], current: dict[str, torch.Tensor], improved: torch.Tensor):
+    """Copy the (domain, row) slices of `current` where `improved` (B, m) into `best`."""
+    for name, value in current.items():
+        mask = improved.reshape(*improved.shape, *([1] * (value.dim() - 2)))
+        best[name] = torch.where(mask, value.detach(), best[name])
