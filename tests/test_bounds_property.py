@@ -108,6 +108,8 @@ def test_intermediate_bounds_are_sound(graphs, family, seed, width):
     rng = np.random.default_rng(seed)
     lo, hi = random_box(rng, graph.input_size, width, batch=2)
     states = {"crown": crown(graph, torch.as_tensor(lo), torch.as_tensor(hi)),
+              # slopes searched in float32, bounds recomputed in float64 with them
+              "alpha-crown": crown(graph, torch.as_tensor(lo), torch.as_tensor(hi), iterations=3),
               "ibp": ibp(graph, torch.as_tensor(lo), torch.as_tensor(hi)),
               "forward": forward_bounds(graph, torch.as_tensor(lo), torch.as_tensor(hi))}
     for b in range(2):
@@ -115,7 +117,7 @@ def test_intermediate_bounds_are_sound(graphs, family, seed, width):
         for method, state in states.items():
             for node in graph.nodes:
                 l, u = state.bounds[node.name]
-                assert l.shape == u.shape == (2, *node.shape)
+                assert l.shape == u.shape == (2, *node.shape) and l.dtype == u.dtype == torch.float64
                 assert_within(values[node.name], l[b], u[b],
                               f"{method} bounds of {node.name} ({node.op}), box {b}")
 

@@ -20,7 +20,7 @@ import torch
 
 from verifier.bab.common import BabOutcome, try_counterexamples
 from verifier.bab.leaf_lp import betas_from, solve_leaf
-from verifier.boundprop.engine import BoundState, crown, needs_tight_bounds
+from verifier.boundprop.engine import SEARCH_DTYPE, BoundState, crown, needs_tight_bounds
 from verifier.ops import RULES
 from verifier.boundprop.optimize import Spec, initial_alphas, initial_betas, optimize_bounds, relu_nodes
 
@@ -29,7 +29,6 @@ ROOT_ITERATIONS = 40
 CHILD_ITERATIONS = 12
 FSB_CANDIDATES = 3
 _MEMORY_ELEMENTS = 2 ** 24  # per-domain tensors (alphas, betas, lams, Adam moments) budget
-SEARCH_DTYPE = torch.float32
 # The float32 search aims this far (relative to the bounds' scale) above each threshold, so that
 # the float64 certificate clears decide.refuted_disjuncts' margin as well.
 _SEARCH_SLACK = 1e-5

@@ -17,6 +17,9 @@ from verifier.ops import RULES
 
 # Largest number of lam elements one backward pass may hold at a node (memory budget).
 _MAX_LAM_ELEMENTS = 2 ** 25
+# Precision in which relaxation parameters are searched for (2.5 to 3 times faster than float64
+# on a CPU); the bounds kept are recomputed in the state's own precision with what was found.
+SEARCH_DTYPE = torch.float32
 
 
 class BoundState:
@@ -53,6 +56,13 @@ class BoundState:
             l, u = self.bounds[node.inputs[0]]
             self._relaxations[node.name] = RULES[node.op].relax(node, l, u)
         return self._relaxations[node.name]
+
+    def cast(self, dtype: torch.dtype) -> "BoundState":
+        """The same boxes and bounds in another precision, with this one's deadline check."""
+        copy = BoundState(self.graph.to(dtype, self.graph.device), self.lo.to(dtype), self.hi.to(dtype))
+        copy.deadline_check = self.deadline_check
+        copy.bounds = {name: (l.to(dtype), u.to(dtype)) for name, (l, u) in self.bounds.items()}
+        return copy
 
     def select(self, boxes: torch.Tensor) -> "BoundState":
         """A state over boxes[i] of this one (repeats allowed), with their bounds and its deadline
@@ -164,8 +174,8 @@ def needs_tight_bounds(graph: Graph) -> dict[str, bool]:
 def optimized_backward(state: BoundState, start: str, C: torch.Tensor, iterations: int,
                        lr: float = 0.1) -> torch.Tensor:
     """alpha-CROWN for the rows C of an intermediate node: the lower slopes of the ReLUs before
-    it, one per (box, row, neuron), maximise these rows' bounds by Adam; the best bound seen
-    per row is kept (each is sound)."""
+    it, one per (box, row, neuron), are searched by Adam in SEARCH_DTYPE for the best bound of
+    each row; the bound returned is the backward pass in the state's precision with them."""
     relus = []
     for node in state.graph.nodes:
         if node.name == start:
@@ -174,12 +184,25 @@ def optimized_backward(state: BoundState, start: str, C: torch.Tensor, iteration
             relus.append(node)
     if not relus:
         return backward(state, start, C)
+    search = state if state.lo.dtype == SEARCH_DTYPE else state.cast(SEARCH_DTYPE)
+    slopes = _best_slopes(search, start, C.to(SEARCH_DTYPE), relus, iterations, lr)
+    saved, state.alphas = state.alphas, {name: a.to(state.lo.dtype) for name, a in slopes.items()}
+    try:
+        with torch.no_grad():
+            return backward(state, start, C, use_parameters=True)
+    finally:
+        state.alphas = saved
+
+
+def _best_slopes(state: BoundState, start: str, C: torch.Tensor, relus, iterations: int, lr: float):
+    """The slopes giving each row of C its best bound over `iterations` Adam steps."""
     m = C.shape[1]
     alphas = {}
     for node in relus:
         l, u = state.bounds[node.inputs[0]]
         slope = (u > -l).to(l.dtype).unsqueeze(1)
         alphas[node.name] = slope.expand(-1, m, *([-1] * (l.dim() - 1))).clone().requires_grad_(True)
+    best_slopes = {name: a.detach().clone() for name, a in alphas.items()}
     saved, state.alphas = state.alphas, alphas
     optimizer = Adam([(list(alphas.values()), lr)])
     best = None
@@ -187,8 +210,10 @@ def optimized_backward(state: BoundState, start: str, C: torch.Tensor, iteration
         for step in range(iterations + 1):
             with torch.set_grad_enabled(step < iterations):
                 lower = backward(state, start, C, use_parameters=True)
+            if best is not None:
+                keep_where(best_slopes, alphas, lower.detach() > best)
             best = lower.detach() if best is None else torch.maximum(best, lower.detach())
-            if step == iterations:
+            if step == iterations or not lower.requires_grad:  # no slope reaches these rows
                 break
             state.check_time()
             optimizer.zero_grad()
@@ -199,7 +224,14 @@ def optimized_backward(state: BoundState, start: str, C: torch.Tensor, iteration
                     a.clamp_(0, 1)
     finally:
         state.alphas = saved
-    return best
+    return best_slopes
+
+
+def keep_where(best: dict[str, torch.Tensor], current: dict[str, torch.Tensor], improved: torch.Tensor):
+    """Copy the (box, row) slices of `current` where `improved` (B, m) into `best`."""
+    for name, value in current.items():
+        mask = improved.reshape(*improved.shape, *([1] * (value.dim() - 2)))
+        best[name] = torch.where(mask, value.detach(), best[name])
 
 
 def crown(graph: Graph, lo: torch.Tensor, hi: torch.Tensor, state: BoundState | None = None,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from verifier.boundprop.adam import Adam
-from verifier.boundprop.engine import BoundState, output_lower_bounds
+from verifier.boundprop.engine import BoundState, keep_where, output_lower_bounds
 
 
 @dataclass
@@ -113,10 +113,10 @@ def optimize_bounds(state: BoundState, spec: Spec, iterations: int,
         else:
             improved = lower.detach() > best
             best = torch.where(improved, lower.detach(), best)
-            _keep_where(best_alphas, alphas, improved)
-            _keep_where(best_betas, betas, improved)
+            keep_where(best_alphas, alphas, improved)
+            keep_where(best_betas, betas, improved)
         state.check_time()
-        if step == iterations or bool((spec.disjunct_margins(best) > 0).all()):
+        if step == iterations or bool((spec.disjunct_margins(best) > 0).all()) or not lower.requires_grad:
             break
         loss = -spec.disjunct_margins(lower).clamp(max=0).sum()
         optimizer.zero_grad()
@@ -132,9 +132,3 @@ def optimize_bounds(state: BoundState, spec: Spec, iterations: int,
     state.lam_offsets = {}
     return best, best_alphas, best_betas
 
-
-def _keep_where(best: dict[str, torch.Tensor], current: dict[str, torch.Tensor], improved: torch.Tensor):
-    """Copy the (domain, row) slices of `current` where `improved` (B, m) into `best`."""
-    for name, value in current.items():
-        mask = improved.reshape(*improved.shape, *([1] * (value.dim() - 2)))
-        best[name] = torch.where(mask, value.detach(), best[name])
