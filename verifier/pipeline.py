@@ -56,10 +56,11 @@ class Query:
 
 
 # Below this many multiply-adds per sample, one CPU thread beats two (no sync overhead) in the
-# stages that work on one input or a few hundred (attack, CROWN at the root). Branch and bound
-# keeps every thread: its batches of boxes or domains are large even on small networks (a
-# CROWN pass over 2,048 boxes: 1.4 to 1.7 times faster on two threads, from ACAS Xu down to
-# reach_prob_density's 3-input vdp; ACAS Xu 3_3 prop_2: 20.4 s on one thread, 14.4 s on two).
+# attacks, which run a few hundred to a few thousand points through the network. Bound
+# computations keep every thread, even on small networks: root CROWN carries a row per neuron
+# it bounds (verivital's maxpool net: 6.5 s on two threads, 9-11 s on one; ACAS Xu: equal),
+# and branch and bound's batches are large (a CROWN pass over 2,048 boxes: 1.4 to 1.7 times
+# faster on two threads; ACAS Xu 3_3 prop_2: 20.4 s on one thread, 14.4 s on two).
 _SMALL_MODEL = 2_000_000
 # Multiply-adds spent on scoring random points before PGD, and on PGD restarts (times steps),
 # in the full attack; the quick one spends a tenth and a fifth. Small models get many restarts:
@@ -89,9 +90,7 @@ def _stages(query: Query) -> Result:
     if opts.method == "smt":  # the exact stage alone (HiGHS proposes, z3 proves), nothing before it
         from verifier.smt.stage import smt_stage
         return smt_stage(query)
-    small = query.graph32.multiply_adds() < _SMALL_MODEL
-    with threads(1 if small else torch.get_num_threads()):
-        outcome = _attacks_and_crown(query)
+    outcome = _attacks_and_crown(query)
     if isinstance(outcome, Result):
         return outcome
     return _branch_and_bound_all(query, open_regions=outcome)
@@ -100,20 +99,27 @@ def _stages(query: Query) -> Result:
 def _attacks_and_crown(query: Query) -> Result | list[Region]:
     """A verdict, or the regions plain CROWN leaves open (no counterexample found)."""
     opts = query.options
-    for region in query.regions:
-        witness = attack(query, region, restarts=min(16, opts.attack_restarts),
-                         steps=min(30, opts.attack_steps), pool_budget=_POOL_BUDGET / 10,
-                         pgd_budget=_PGD_BUDGET / 5)
-        if witness is not None:
-            return query.result("sat", "attack", witness)
+    with _attack_threads(query):
+        for region in query.regions:
+            witness = attack(query, region, restarts=min(16, opts.attack_restarts),
+                             steps=min(30, opts.attack_steps), pool_budget=_POOL_BUDGET / 10,
+                             pgd_budget=_PGD_BUDGET / 5)
+            if witness is not None:
+                return query.result("sat", "attack", witness)
     open_regions = [r for r in query.regions if not crown_proves(query, r)]
     if not open_regions:
         return query.result("unsat", "crown")
-    for i, region in enumerate(open_regions):
-        witness = attack(query, region, opts.attack_restarts, opts.attack_steps, seed=opts.seed + 1 + i)
-        if witness is not None:
-            return query.result("sat", "attack", witness)
+    with _attack_threads(query):
+        for i, region in enumerate(open_regions):
+            witness = attack(query, region, opts.attack_restarts, opts.attack_steps, seed=opts.seed + 1 + i)
+            if witness is not None:
+                return query.result("sat", "attack", witness)
     return open_regions
+
+
+def _attack_threads(query: Query):
+    small = query.graph32.multiply_adds() < _SMALL_MODEL
+    return threads(1 if small else torch.get_num_threads())
 
 
 def _branch_and_bound_all(query: Query, open_regions: list[Region]) -> Result:
