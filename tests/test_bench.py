@@ -30,8 +30,9 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #   junk_*                     write "satisfied" (not a verdict)
 #   silent_*                   write and print nothing
 #   hang_*                     start a grandchild, record its pid, then sleep forever
+#   threads_*                  record OMP_NUM_THREADS ("unset" if so) beside the vnnlib, write unsat
 FAKE_VERIFIER = r'''
-import subprocess, sys, time
+import os, subprocess, sys, time
 from pathlib import Path
 _, _, onnx, vnnlib, _, timeout, _, out = sys.argv
 kind = Path(vnnlib).stem.split("_")[0]
@@ -39,6 +40,9 @@ if kind == "hang":
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1000)"])
     Path(vnnlib + ".pid").write_text(str(child.pid))
     time.sleep(1000)
+elif kind == "threads":
+    Path(vnnlib + ".threads").write_text(os.environ.get("OMP_NUM_THREADS", "unset"))
+    Path(out).write_text("unsat\n")
 elif kind.startswith("stdout-"):
     print(kind[len("stdout-"):])
 elif kind == "junk":
@@ -183,7 +187,7 @@ def test_hung_worker_is_killed_at_its_timeout(tmp_path, fake_command, monkeypatc
     assert _dies_within(grandchild, seconds=3), "the worker's own children must die with it"
 
 
-def hang_in_warm_worker(cli_args):
+def hang_in_warm_worker(cli_args, threads=None):
     """Stands in for warm.verify_in_worker: makes its group, starts a grandchild, then hangs."""
     import os
     os.setsid()
@@ -245,6 +249,17 @@ def test_jobs_keep_the_csv_order(tmp_path, fake_command):
     outcomes, _, out = run_bench(make_suite(tmp_path / "suite", rows), tmp_path, fake_command, jobs=3)
     assert [o.verdict for o in outcomes] == ["sat", "unsat", "unknown", "sat", "unsat"]
     assert len(out.read_text().splitlines()) == 1 + len(rows)
+
+
+def test_parallel_jobs_share_the_cores_instead_of_each_taking_all(tmp_path, fake_command, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(runner.os, "cpu_count", lambda: 8)
+    for jobs, expected in ((1, "unset"), (2, "4"), (3, "2"), (16, "1")):
+        folder = tmp_path / f"jobs{jobs}"
+        rows = [["onnx/n.onnx", f"threads_{k}.vnnlib", "10"] for k in range(2)]
+        outcomes, _, _ = run_bench(make_suite(folder, rows), folder, fake_command, jobs=jobs)
+        assert [o.verdict for o in outcomes] == ["unsat", "unsat"]
+        assert {(folder / f"threads_{k}.vnnlib.threads").read_text() for k in range(2)} == {expected}
 
 
 # ---------------------------------------------------------------- references, summary, plot

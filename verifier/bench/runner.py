@@ -1,6 +1,7 @@
 """Running the verifier on each instance in a fresh worker process, with a hard deadline."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -68,10 +69,12 @@ def run_suite(suite: Suite, *, timeout_cap: float | None = None, jobs: int = 1,
 
 def _run_all(suite: Suite, timeout_cap, jobs: int, command) -> Iterator[tuple[int, Outcome]]:
     """(row index, outcome) in the order they finish. On an interruption the running workers are killed."""
+    threads = worker_threads(jobs)
+
     def run(index: int, workers: WorkerGroup | None = None) -> tuple[int, Outcome]:
         inst = suite.instances[index]
         return index, run_instance(inst, suite.path(inst.onnx), suite.path(inst.vnnlib),
-                                   effective_timeout(inst, timeout_cap), command, workers)
+                                   effective_timeout(inst, timeout_cap), command, workers, threads)
 
     if jobs <= 1:
         for index in range(len(suite.instances)):
@@ -89,17 +92,26 @@ def _run_all(suite: Suite, timeout_cap, jobs: int, command) -> Iterator[tuple[in
         pool.shutdown(wait=True)
 
 
+def worker_threads(jobs: int) -> int | None:
+    """CPU threads per worker when `jobs` run at once (None: the default, every core). Workers that
+    each use every core slow each other down sixfold (ACAS Xu 3_3 prop_2, two at once on two
+    cores: over 150 s each; 27 s each on one thread each)."""
+    return None if jobs <= 1 else max(1, (os.cpu_count() or 1) // jobs)
+
+
 def run_instance(instance: Instance, onnx: Path, vnnlib: Path, timeout: float,
-                 command: Sequence[str] | None = None, workers: WorkerGroup | None = None) -> Outcome:
-    """One worker process: a warm worker of this verifier (command None) or the command; killed (with
-    its whole process group) at timeout + KILL_AFTER_SECONDS, which counts as a timeout."""
+                 command: Sequence[str] | None = None, workers: WorkerGroup | None = None,
+                 threads: int | None = None) -> Outcome:
+    """One worker process: a warm worker of this verifier (command None) or the command, with
+    `threads` CPU threads if given; killed (with its whole process group) at timeout +
+    KILL_AFTER_SECONDS, which counts as a timeout."""
     with tempfile.TemporaryDirectory(prefix="bench-") as folder:
         out = Path(folder) / "result.txt"
         values = dict(onnx=onnx.resolve(), vnnlib=vnnlib.resolve(), timeout=f"{timeout:.10g}", out=out)
         argv = [part.format(**values) for part in (WARM_ARGUMENTS if command is None else command)]
         worker = _WarmWorker if command is None else _CommandWorker
         started = time.monotonic()
-        stdout, killed = _run_with_deadline(lambda: worker(argv), timeout + KILL_AFTER_SECONDS, workers)
+        stdout, killed = _run_with_deadline(lambda: worker(argv, threads), timeout + KILL_AFTER_SECONDS, workers)
         elapsed = time.monotonic() - started
         verdict = TIMEOUT if killed else read_verdict(out, stdout)
     return Outcome(instance, verdict, elapsed, timeout)
@@ -131,10 +143,11 @@ def _first_line(text: str) -> str:
 class _CommandWorker:
     """A command run in its own session, stdout captured."""
 
-    def __init__(self, argv: list[str]):
+    def __init__(self, argv: list[str], threads: int | None = None):
+        env = None if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads)}
         self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                         stderr=subprocess.DEVNULL, text=True, errors="replace",
-                                        start_new_session=True)
+                                        start_new_session=True, env=env)
         self.pid = self.process.pid
 
     def finish(self, seconds: float) -> str:
@@ -150,10 +163,10 @@ class _CommandWorker:
 class _WarmWorker:
     """`cli.py verify` forked from the warm server (see warm.py); its verdict comes back in --out only."""
 
-    def __init__(self, cli_args: list[str]):
+    def __init__(self, cli_args: list[str], threads: int | None = None):
         from verifier.bench import warm
 
-        self.process = warm.context().Process(target=warm.verify_in_worker, args=(cli_args,))
+        self.process = warm.context().Process(target=warm.verify_in_worker, args=(cli_args, threads))
         self.process.start()
         self.pid = self.process.pid
 

@@ -40,11 +40,15 @@ def _exit_at_once() -> None:
     pass
 
 
-def verify_in_worker(cli_args: list[str]) -> None:
-    """The worker's body: `cli.py verify` with these arguments, output discarded (the verdict goes to
-    the --out file), exiting as cli.py does."""
+def verify_in_worker(cli_args: list[str], threads: int | None = None) -> None:
+    """The worker's body: `cli.py verify` with these arguments (on `threads` CPU threads if given),
+    output discarded (the verdict goes to the --out file), exiting as cli.py does."""
     started = time.monotonic()
     os.setsid()
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
