@@ -68,7 +68,8 @@ def test_certificate_matches_the_float32_search_bound(tmp_path):
         search = relu_split._state_for(root, domains, relu_split.SEARCH_DTYPE)
         lower32, _, _ = optimize_bounds(search, spec.to(relu_split.SEARCH_DTYPE), 0, alphas=dict(domains.alphas),
                                         betas=dict(domains.betas), splits=domains.splits)
-        certified = relu_split._certified(root, spec, domains, domains.alphas, domains.betas)
+        certified = relu_split._certified(relu_split._state_for(root, domains), spec, domains, domains.alphas,
+                                          domains.betas)
         assert certified.dtype == torch.float64
         np.testing.assert_allclose(certified.numpy(), lower32.double().numpy(), rtol=1e-5, atol=1e-5)
         assert bool((domains.lower >= certified).all())  # the best of the certificate and the parent's

@@ -148,12 +148,10 @@ def _cast(tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, tor
 def _state_for(root: BoundState, domains: Domains, dtype: torch.dtype = torch.float64) -> BoundState:
     """The domains' bound state (float64 as the root, or the search precision)."""
     n = len(domains)
-    graph = root.graph.to(dtype, root.graph.device)
-    state = BoundState(graph, root.lo.to(dtype).expand(n, *root.lo.shape[1:]),
-                       root.hi.to(dtype).expand(n, *root.hi.shape[1:]))
-    state.bounds.update({k: (l.to(dtype), u.to(dtype)) for k, (l, u) in domains.bounds.items()})
+    state = BoundState(root.graph, root.lo.expand(n, *root.lo.shape[1:]), root.hi.expand(n, *root.hi.shape[1:]))
+    state.bounds.update(domains.bounds)
     state.deadline_check = root.deadline_check
-    return state
+    return state if dtype == state.lo.dtype else state.cast(dtype)
 
 
 def _search_spec(spec: Spec, lower: torch.Tensor) -> Spec:
@@ -162,9 +160,10 @@ def _search_spec(spec: Spec, lower: torch.Tensor) -> Spec:
     return spec.to(SEARCH_DTYPE, raise_thresholds_by=_SEARCH_SLACK * scale)
 
 
-def _certified(root: BoundState, spec: Spec, domains: Domains, alphas: dict, betas: dict) -> torch.Tensor:
-    """Float64 lower bounds (N, m) of the domains with the given (search precision) parameters."""
-    lower, _, _ = optimize_bounds(_state_for(root, domains), spec, 0, alphas=_cast(alphas, torch.float64),
+def _certified(state: BoundState, spec: Spec, domains: Domains, alphas: dict, betas: dict) -> torch.Tensor:
+    """Float64 lower bounds (N, m) of the domains (their float64 `state`) with the given (search
+    precision) parameters."""
+    lower, _, _ = optimize_bounds(state, spec, 0, alphas=_cast(alphas, torch.float64),
                                   betas=_cast(betas, torch.float64), splits=domains.splits)
     return lower
 
@@ -172,7 +171,8 @@ def _certified(root: BoundState, spec: Spec, domains: Domains, alphas: dict, bet
 def _bound(root: BoundState, spec: Spec, domains: Domains, iterations: int) -> Domains:
     """Optimise the children's bounds (warm-started) in the search precision, certify them in
     float64, and compute their branching scores."""
-    state = _state_for(root, domains, SEARCH_DTYPE)
+    exact = _state_for(root, domains)
+    state = exact.cast(SEARCH_DTYPE)
     relus = relu_nodes(state)
     record = {n.name: None for n in relus}
     record[state.graph.input_name] = None
@@ -180,7 +180,7 @@ def _bound(root: BoundState, spec: Spec, domains: Domains, iterations: int) -> D
         state, _search_spec(spec, domains.lower), iterations,
         alphas={k: v.clone() for k, v in domains.alphas.items()},
         betas={k: v.clone() for k, v in domains.betas.items()}, splits=domains.splits, record=record)
-    lower = torch.maximum(_certified(root, spec, domains, alphas, betas), domains.lower)  # inside its parent
+    lower = torch.maximum(_certified(exact, spec, domains, alphas, betas), domains.lower)  # inside its parent
     scores = _babsr_scores(state, spec, lower, domains.splits, record)
     input_lam = record[state.graph.input_name]
     input_lam = domains.input_lam if input_lam is None else input_lam.detach().flatten(2)

@@ -131,4 +131,3 @@ def optimize_bounds(state: BoundState, spec: Spec, iterations: int,
         p.requires_grad_(False)
     state.lam_offsets = {}
     return best, best_alphas, best_betas
-
