@@ -13,6 +13,7 @@ children's linear bounds as counterexamples.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +29,11 @@ INTERMEDIATE_ITERATIONS = 10  # alpha-CROWN steps per intermediate node, at the 
 ROOT_ITERATIONS = 40
 CHILD_ITERATIONS = 12
 FSB_CANDIDATES = 3
+# Trees still open after this share of the time restart from a refined root; the refinement
+# takes at most REFINE_SHARE of the time then left, each layer LAYER_SHARE of what is left of it.
+FIRST_SHARE = 0.1
+REFINE_SHARE = 0.5
+LAYER_SHARE = 0.4
 _MEMORY_ELEMENTS = 2 ** 24  # per-domain tensors (alphas, betas, lams, Adam moments) budget
 # The float32 search aims this far (relative to the bounds' scale) above each threshold, so that
 # the float64 certificate clears decide.refuted_disjuncts' margin as well.
@@ -73,28 +79,80 @@ class Domains:
 
 
 def relu_split_bab(query, region, spec: Spec) -> BabOutcome:
-    """alpha-CROWN on all rows at the root, then one tree per disjunct it leaves open."""
+    """alpha-CROWN on all rows at the root, then one tree per disjunct it leaves open. Trees
+    that are still open after a first share of the time restart from a root whose early
+    layers' bounds were refined (see refine.py), where that tightens the root."""
+    from verifier.bab.refine import refinable_layers
+
     graph = query.graph64
     lo = torch.as_tensor(region.lo, dtype=torch.float64, device=graph.device).unsqueeze(0)
     hi = torch.as_tensor(region.hi, dtype=torch.float64, device=graph.device).unsqueeze(0)
     root_state = crown(graph, lo, hi, iterations=INTERMEDIATE_ITERATIONS, deadline_check=query.check_time)
     query.check_time()
-    root = _bound(root_state, spec, _root_domains(root_state, spec), ROOT_ITERATIONS)
+    root = bound_domains(root_state, spec, _root_domains(root_state, spec), ROOT_ITERATIONS)
+    proven: set[int] = set()
+    if not refinable_layers(root_state):
+        return _trees(query, region, spec, root_state, root, proven)
+    first_share = time.monotonic() + FIRST_SHARE * (query.deadline - time.monotonic())
+    outcome = _trees(query, region, spec, root_state, root, proven, stop_at=first_share)
+    if outcome.verdict != "unknown":
+        return outcome
+    root_state, root = refine_root(query, spec, root_state)
+    outcome = _trees(query, region, spec, root_state, root, proven, bounded=outcome.domains)
+    outcome.note = f"relu split, early layers refined ({outcome.domains} domains)"
+    return outcome
+
+
+def _trees(query, region, spec: Spec, root_state: BoundState, root: "Domains", proven: set[int],
+           bounded: int = 1, stop_at: float = float("inf")) -> BabOutcome:
+    """A tree per disjunct neither the root nor an earlier tree (`proven`, which grows)
+    refutes; unknown when one is still open at stop_at."""
     refuted = query.refuted(root.lower, spec)[0]
-    bounded = 1
     for k in range(spec.n_disjuncts):
-        if refuted[k]:
+        if refuted[k] or k in proven:
             continue
         rows = spec.rows_of(k)
-        outcome = _tree(query, region, spec.only_disjunct(k), root_state, root.only_rows(rows))
+        outcome = _tree(query, region, spec.only_disjunct(k), root_state, root.only_rows(rows), stop_at)
         bounded += outcome.domains
         if outcome.verdict != "unsat":
             outcome.domains = bounded
             return outcome
+        proven.add(k)
     return BabOutcome("unsat", None, bounded)
 
 
-def _tree(query, region, spec: Spec, root_state: BoundState, domains: Domains) -> BabOutcome:
+def refine_root(query, spec: Spec, root_state: BoundState):
+    """(state, root domains) after refining the early layers' bounds, one layer at a time while
+    that pays, within REFINE_SHARE of the time left."""
+    from verifier.bab.refine import refinable_layers, refine_node
+
+    start = time.monotonic()
+    budget_end = start + REFINE_SHARE * (query.deadline - start)
+    root = None
+    for name in refinable_layers(root_state):
+        left = budget_end - time.monotonic()
+        if left <= 0:
+            break
+        before = _unstable_count(root_state)
+        l, u = refine_node(root_state, name, time.monotonic() + left * LAYER_SHARE)
+        root_state.set_bounds(name, l, u)
+        crown(root_state.graph, root_state.lo, root_state.hi, state=root_state,
+              iterations=INTERMEDIATE_ITERATIONS, deadline_check=query.check_time, after=name)
+        root = bound_domains(root_state, spec, _root_domains(root_state, spec), ROOT_ITERATIONS)
+        if query.refuted(root.lower, spec).all() or _unstable_count(root_state) > 0.9 * before:
+            break
+    if root is None:
+        root = bound_domains(root_state, spec, _root_domains(root_state, spec), ROOT_ITERATIONS)
+    return root_state, root
+
+
+def _unstable_count(state: BoundState) -> int:
+    return sum(int(((state.bounds[n.inputs[0]][0] < 0) & (state.bounds[n.inputs[0]][1] > 0)).sum())
+               for n in relu_nodes(state))
+
+
+def _tree(query, region, spec: Spec, root_state: BoundState, domains: Domains,
+          stop_at: float = float("inf")) -> BabOutcome:
     bounded = 0
     pre_activation = {n.name: n.inputs[0] for n in relu_nodes(root_state)}
     m = spec.C.shape[0]
@@ -116,11 +174,13 @@ def _tree(query, region, spec: Spec, root_state: BoundState, domains: Domains) -
         if len(domains) == 0:
             continue
         query.check_time()
+        if time.monotonic() > stop_at:
+            return BabOutcome("unknown", None, bounded)
         order = spec.disjunct_margins(domains.lower).min(1).values.argsort()
         chosen, rest = domains.select(order[:batch]), domains.select(order[batch:])
         try:
             children = _branch(root_state, spec, chosen, pre_activation)
-            children = _bound(root_state, spec, children, CHILD_ITERATIONS)
+            children = bound_domains(root_state, spec, children, CHILD_ITERATIONS)
         except torch.cuda.OutOfMemoryError:
             batch = max(1, batch // 2)
             domains = Domains.concat([chosen, rest])
@@ -168,7 +228,7 @@ def _certified(state: BoundState, spec: Spec, domains: Domains, alphas: dict, be
     return lower
 
 
-def _bound(root: BoundState, spec: Spec, domains: Domains, iterations: int) -> Domains:
+def bound_domains(root: BoundState, spec: Spec, domains: Domains, iterations: int) -> Domains:
     """Optimise the children's bounds (warm-started) in the search precision, certify them in
     float64, and compute their branching scores."""
     exact = _state_for(root, domains)
@@ -210,22 +270,22 @@ def _branch(root, spec: Spec, domains: Domains, pre_activation: dict[str, str]) 
     flat = torch.cat([s.flatten(1) for s in domains.scores.values()], 1)
     top_scores, top = flat.topk(min(FSB_CANDIDATES, flat.shape[1]), dim=1)
     if top.shape[1] == 1:
-        return _children(domains, top[:, 0], pre_activation)
+        return split_children(domains, top[:, 0], pre_activation)
     n = len(domains)
     target = _search_spec(spec, domains.lower)
     quality = []
     for j in range(top.shape[1]):
-        children = _children(domains, top[:, j], pre_activation)
+        children = split_children(domains, top[:, j], pre_activation)
         lower, _, _ = optimize_bounds(_state_for(root, children, SEARCH_DTYPE), target, 0, alphas=children.alphas,
                                       betas=children.betas, splits=children.splits)
         worst = target.disjunct_margins(lower).min(1).values
         quality.append(torch.minimum(worst[:n], worst[n:]))
     quality = torch.stack(quality, 1).masked_fill(torch.isinf(top_scores), float("-inf"))
     best = top[torch.arange(n, device=top.device), quality.argmax(1)]
-    return _children(domains, best, pre_activation)
+    return split_children(domains, best, pre_activation)
 
 
-def _children(domains: Domains, neuron: torch.Tensor, pre_activation: dict[str, str]) -> Domains:
+def split_children(domains: Domains, neuron: torch.Tensor, pre_activation: dict[str, str]) -> Domains:
     """Split each domain's neuron (a flat index over all ReLU layers): active children first."""
     names = list(domains.scores)
     sizes = [domains.scores[k][0].numel() for k in names]

@@ -235,13 +235,17 @@ def keep_where(best: dict[str, torch.Tensor], current: dict[str, torch.Tensor], 
 
 
 def crown(graph: Graph, lo: torch.Tensor, hi: torch.Tensor, state: BoundState | None = None,
-          iterations: int = 0, deadline_check=None) -> BoundState:
+          iterations: int = 0, deadline_check=None, after: str | None = None) -> BoundState:
     """IBP everywhere, then CROWN on every input of a nonlinear node, in topological order
     (alpha-CROWN with that many Adam steps per node when iterations > 0). deadline_check, when
-    given, is called between backward passes (it raises to stop)."""
+    given, is called between backward passes (it raises to stop). With `after`, the nodes up to
+    that one keep the state's bounds and only the later ones are tightened."""
     state = state or BoundState(graph, lo, hi)
     state.deadline_check = deadline_check
     targets = needs_tight_bounds(graph)
+    if after is not None:
+        names = [n.name for n in graph.nodes]
+        targets = {k: v for k, v in targets.items() if k in names[names.index(after) + 1:]}
     for node in graph.nodes:
         l, u = state.ibp_node(node)
         if node.name in state.bounds:  # keep what is already known (e.g. from a parent domain)

@@ -18,7 +18,8 @@ from verifier.boundprop.engine import BoundState, keep_where, output_lower_bound
 
 @dataclass
 class Spec:
-    """Stacked output rows: C (m, n_out), thresholds d (m,), owner (m,) = disjunct index."""
+    """Stacked output rows: C (m, n_out), thresholds d (m,), owner (m,) = disjunct index.
+    C may also be (B, m, n_out): rows of their own for each of B domains."""
 
     C: torch.Tensor
     d: torch.Tensor
@@ -86,8 +87,8 @@ def optimize_bounds(state: BoundState, spec: Spec, iterations: int,
     fills `record` with the lams of the last pass (for branching). With iterations == 0 it is
     plain CROWN with the given slopes. Stops early once every disjunct is refuted in every
     domain; checks the state's deadline after every pass."""
-    B, m = state.batch, spec.C.shape[0]
-    C = spec.C.expand(B, -1, -1)
+    B, m = state.batch, spec.C.shape[-2]
+    C = spec.C if spec.C.dim() == 3 else spec.C.expand(B, -1, -1)
     alphas = alphas if alphas is not None else initial_alphas(state, m)
     signs = split_signs(state, splits or {})
     betas = betas if betas is not None else {}
