@@ -99,3 +99,13 @@ def test_branch_and_bound_after_refining_keeps_the_ground_truth(row, refine_at_o
         assert result.verdict == "unsat" and ("refined" in result.stage or result.stage == "crown"), result.stage
     else:
         assert result.verdict in ("sat", "timeout"), result.stage
+
+
+@pytest.mark.slow
+def test_refinement_proves_a_deep_mlp_that_plain_branch_and_bound_leaves_open(vnncomp):
+    """eran mnist_relu_9_200, image 2697: alpha-CROWN leaves the output bound at -26 and ReLU
+    branch and bound at -6 after 120 s; refined early layers prove it at the root."""
+    model = vnncomp / "eran/onnx/mnist_relu_9_200.onnx"
+    spec = vnncomp / "eran/vnnlib/mnist/mnist_spec_idx_2697_eps_0.01500.vnnlib"
+    result = verifier.verify(model, spec, timeout=120)
+    assert result.verdict == "unsat" and "refined" in result.stage, result
