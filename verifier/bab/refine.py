@@ -26,20 +26,26 @@ from verifier.graph.ir import Graph
 ITERATIONS = 10  # alpha/beta steps per round
 WORST_PER_TREE = 4  # domains split per tree and round
 SETTLED = 0.1  # a tree whose worst leaf is this close (relatively) to a value taken stops
-MAX_TREES = 4096  # a layer with more unstable neurons than half this is not refined
-_MEMORY_ELEMENTS = 2 ** 26  # per-domain tensors (bounds, splits, slopes, multipliers) budget
+_MEMORY_ELEMENTS = 2 ** 26  # budget of the domains' tensors (bounds, splits, slopes, rows...)
 
 
 def refinable_layers(state: BoundState) -> list[str]:
-    """The inputs of the ReLUs that have ReLUs before them, in order, with few enough unstable
-    neurons (one box)."""
+    """The inputs of the ReLUs that have ReLUs before them, in order, where the roots of all
+    their trees (two per unstable neuron, one box) fit the memory budget."""
     layers = []
     for relu in relu_nodes(state):
         name = relu.inputs[0]
         l, u = state.bounds[name]
-        if relu_nodes(_state_below(state, name)) and 0 < int(((l < 0) & (u > 0)).sum()) <= MAX_TREES // 2:
+        sub = _state_below(state, name)
+        trees = 2 * int(((l < 0) & (u > 0)).sum())
+        if relu_nodes(sub) and 0 < trees * _domain_elements(sub) <= _MEMORY_ELEMENTS:
             layers.append(name)
     return layers
+
+
+def _domain_elements(sub: BoundState) -> int:
+    """Roughly how many tensor elements a domain of the sub-graph holds."""
+    return 8 * sum(n.size for n in relu_nodes(sub)) + sub.graph.input_size + sub.graph.output_size
 
 
 def refine_node(state: BoundState, name: str, deadline: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,8 +79,7 @@ def _grow_trees(sub: BoundState, rows: torch.Tensor, start: torch.Tensor, deadli
     seen = _least_values_at_corners(sub, rows, tree, domains)
     closed_worst = start.new_full((trees,), float("inf"))
     pre_activation = {n.name: n.inputs[0] for n in relu_nodes(sub)}
-    per_domain = 8 * sum(n.size for n in relu_nodes(sub)) + sub.graph.input_size
-    max_domains = max(2 * trees, _MEMORY_ELEMENTS // per_domain)
+    max_domains = _MEMORY_ELEMENTS // _domain_elements(sub)
     while len(domains) and time.monotonic() < deadline:
         lower = domains.lower[:, 0]
         closed = lower >= 0
