@@ -82,15 +82,14 @@ def _grow_trees(sub: BoundState, rows: torch.Tensor, start: torch.Tensor, deadli
     max_domains = _MEMORY_ELEMENTS // _domain_elements(sub)
     while len(domains) and time.monotonic() < deadline:
         lower = domains.lower[:, 0]
-        closed = lower >= 0
-        closed_worst.scatter_reduce_(0, tree[closed], lower[closed], "amin")
-        domains, tree, lower = domains.select(~closed), tree[~closed], lower[~closed]
+        open_ = lower < 0
         worst = _least_per_tree(tree, lower, trees)
         growing = (seen - worst > SETTLED * worst.abs())[tree]
-        pick = _worst_of_each_tree(tree, lower, _branchable(domains) & growing)
-        if pick.numel() == 0 or len(domains) + pick.numel() > max_domains:
+        pick = _worst_of_each_tree(tree, lower, _branchable(domains) & growing & open_)
+        if pick.numel() == 0 or int(open_.sum()) + pick.numel() > max_domains:
             break
-        keep = torch.ones(len(domains), dtype=torch.bool, device=rows.device)
+        closed_worst.scatter_reduce_(0, tree[~open_], lower[~open_], "amin")
+        keep = open_.clone()
         keep[pick] = False
         chosen = domains.select(pick)
         neuron = torch.cat([s.flatten(1) for s in chosen.scores.values()], 1).argmax(1)
