@@ -81,8 +81,11 @@ def choose_intermediate_bounds(graph, lo, hi, spec: Spec):
     when, at the root, they lose little against CROWN and save much time, or when a box costs
     them so much less than CROWN that a much larger tree is still cheaper (tllverifybench's
     N=24 networks: CROWN 0.2 s a box, forward mode 0.0013 s; trees 5 to 30 times larger)."""
-    started = time.perf_counter()
     crown_margin = spec.disjunct_margins(bound_boxes(graph, lo, hi, spec, crown)[0]).min()
+    # Timed on a second run: the first in a process pays one-time costs (thread pool, allocator)
+    # that once made CROWN look 30 times dearer on ACAS Xu and sent it to forward mode (timeout).
+    started = time.perf_counter()
+    bound_boxes(graph, lo, hi, spec, crown)
     crown_root_time = time.perf_counter() - started
     forward_margin = spec.disjunct_margins(bound_boxes(graph, lo, hi, spec, forward_bounds)[0]).min()
     forward_cost, crown_cost = _cost_per_box(graph, lo, hi, spec, crown_root_time)
@@ -93,13 +96,14 @@ def choose_intermediate_bounds(graph, lo, hi, spec: Spec):
 
 def _cost_per_box(graph, lo, hi, spec: Spec, crown_root_time: float) -> tuple[float, float]:
     """Seconds per box of forward mode and of CROWN, each timed on a batch of boxes tiling the
-    root (one box mostly measures call overheads). CROWN's batch is only run where it is cheap;
-    otherwise its one-box time stands in, which overrates its cost by its batching gain (none on
-    the large networks where this happens)."""
+    root (one box mostly measures call overheads). CROWN's batch is as large as fits the probe's
+    time (up to 16 boxes); where not even two fit, its one-box time stands in, which overrates
+    its cost by its batching gain (none on the large networks where this happens)."""
     forward_cost = _time_per_box(graph, lo, hi, spec, forward_bounds, _PROBE_BOXES_FORWARD)
-    if crown_root_time * _PROBE_BOXES_CROWN > _PROBE_SECONDS:
+    count = min(_PROBE_BOXES_CROWN, int(_PROBE_SECONDS / max(crown_root_time, 1e-9)))
+    if count < 2:
         return forward_cost, crown_root_time
-    return forward_cost, _time_per_box(graph, lo, hi, spec, crown, _PROBE_BOXES_CROWN)
+    return forward_cost, _time_per_box(graph, lo, hi, spec, crown, count)
 
 
 def _time_per_box(graph, lo, hi, spec: Spec, intermediate, count: int) -> float:
