@@ -5,7 +5,7 @@ import torch
 
 from onnx_factory import OnnxBuilder, _dense
 from verifier.bab.leaf_lp import betas_from, solve_leaf
-from verifier.bab.relu_split import _root_domains, _state_for
+from verifier.bab.relu_split import root_domains, _state_for
 from verifier.boundprop.engine import crown
 from verifier.boundprop.optimize import Spec, optimize_bounds, relu_nodes
 from verifier.graph.evaluate import evaluate
@@ -40,7 +40,7 @@ def leaf_at(graph, lo, hi, x0, flip=None):
     state = crown(graph, lo, hi)
     spec = Spec(torch.ones(1, 1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64),
                 torch.zeros(1, dtype=torch.long), 1)
-    domains = _root_domains(state, spec)
+    domains = root_domains(state, spec)
     values = evaluate(graph, x0, keep_all=True)
     for k, node in enumerate(relu_nodes(state)):
         l, u = domains.bounds[node.inputs[0]]

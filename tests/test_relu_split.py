@@ -34,7 +34,7 @@ def split_tree(graph, depth: int):
     spec = Spec(torch.ones(1, 1, dtype=torch.float64), torch.full((1,), 1e6, dtype=torch.float64),
                 torch.zeros(1, dtype=torch.long), 1)
     pre = {n.name: n.inputs[0] for n in relu_nodes(root)}
-    domains = relu_split.bound_domains(root, spec, relu_split._root_domains(root, spec), 20)
+    domains = relu_split.bound_domains(root, spec, relu_split.root_domains(root, spec), 20)
     generations = [domains]
     for _ in range(depth):
         flat = torch.cat([s.flatten(1) for s in domains.scores.values()], 1)

@@ -17,9 +17,9 @@ import time
 
 import torch
 
-from verifier.bab.relu_split import Domains, bound_domains, split_children
-from verifier.boundprop.engine import SEARCH_DTYPE, BoundState
-from verifier.boundprop.optimize import Spec, initial_alphas, initial_betas, relu_nodes
+from verifier.bab.relu_split import Domains, bound_domains, root_domains, split_children
+from verifier.boundprop.engine import BoundState
+from verifier.boundprop.optimize import Spec, relu_nodes
 from verifier.graph.evaluate import evaluate
 from verifier.graph.ir import Graph
 
@@ -35,12 +35,20 @@ def refinable_layers(state: BoundState) -> list[str]:
     layers = []
     for relu in relu_nodes(state):
         name = relu.inputs[0]
-        l, u = state.bounds[name]
         sub = _state_below(state, name)
-        trees = 2 * int(((l < 0) & (u > 0)).sum())
+        trees = 2 * int(_unstable(*state.bounds[name]).sum())
         if relu_nodes(sub) and 0 < trees * _domain_elements(sub) <= _MEMORY_ELEMENTS:
             layers.append(name)
     return layers
+
+
+def unstable_count(state: BoundState) -> int:
+    """Unstable ReLU neurons in all layers (one box)."""
+    return sum(int(_unstable(*state.bounds[n.inputs[0]]).sum()) for n in relu_nodes(state))
+
+
+def _unstable(l: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    return (l < 0) & (u > 0)
 
 
 def _domain_elements(sub: BoundState) -> int:
@@ -52,7 +60,7 @@ def refine_node(state: BoundState, name: str, deadline: float) -> tuple[torch.Te
     """Bounds (l, u) of node `name`'s elements (one box) at least as tight as the state's,
     branching on the ReLUs before it until the deadline (time.monotonic())."""
     l, u = state.bounds[name]
-    unstable = ((l < 0) & (u > 0)).flatten().nonzero().flatten()
+    unstable = _unstable(l, u).flatten().nonzero().flatten()
     sub = _state_below(state, name)
     if unstable.numel() == 0 or not relu_nodes(sub):
         return l, u
@@ -75,7 +83,10 @@ def _grow_trees(sub: BoundState, rows: torch.Tensor, start: torch.Tensor, deadli
     once its worst leaf is within SETTLED of a value the neuron takes."""
     trees = len(rows)
     tree = torch.arange(trees, device=rows.device)
-    domains = bound_domains(sub, _spec(rows[tree]), _root_domains(sub, start), ITERATIONS)
+    spec = _spec(rows[tree])
+    roots = root_domains(sub, spec).select(torch.zeros_like(tree))
+    roots.lower = start.unsqueeze(1)
+    domains = bound_domains(sub, spec, roots, ITERATIONS)
     seen = _least_values_at_corners(sub, rows, tree, domains)
     closed_worst = start.new_full((trees,), float("inf"))
     pre_activation = {n.name: n.inputs[0] for n in relu_nodes(sub)}
@@ -85,7 +96,7 @@ def _grow_trees(sub: BoundState, rows: torch.Tensor, start: torch.Tensor, deadli
         open_ = lower < 0
         worst = _least_per_tree(tree, lower, trees)
         growing = (seen - worst > SETTLED * worst.abs())[tree]
-        pick = _worst_of_each_tree(tree, lower, _branchable(domains) & growing & open_)
+        pick = _worst_of_each_tree(tree, lower, domains.branchable() & growing & open_)
         if pick.numel() == 0 or int(open_.sum()) + pick.numel() > max_domains:
             break
         closed_worst.scatter_reduce_(0, tree[~open_], lower[~open_], "amin")
@@ -127,27 +138,10 @@ def _worst_of_each_tree(tree: torch.Tensor, lower: torch.Tensor, branchable: tor
     return by_tree[rank < WORST_PER_TREE]
 
 
-def _branchable(domains: Domains) -> torch.Tensor:
-    return torch.stack([torch.isfinite(s.flatten(1)).any(1) for s in domains.scores.values()]).any(0)
-
-
 def _spec(rows: torch.Tensor) -> Spec:
     """One row per domain, threshold 0: a domain is closed once its bound is non-negative."""
     zero = rows.new_zeros(1)
     return Spec(rows.unsqueeze(1), zero, torch.zeros(1, dtype=torch.long, device=rows.device), 1)
-
-
-def _root_domains(sub: BoundState, start: torch.Tensor) -> Domains:
-    n = len(start)
-    wide = lambda t: t.expand(n, *t.shape[1:])
-    relus = relu_nodes(sub)
-    bounds = {r.inputs[0]: tuple(wide(t) for t in sub.bounds[r.inputs[0]]) for r in relus}
-    wide_state = BoundState(sub.graph, wide(sub.lo), wide(sub.hi))
-    wide_state.bounds.update(bounds)
-    splits = {r.name: torch.zeros_like(bounds[r.inputs[0]][0], dtype=torch.int8) for r in relus}
-    cast = lambda d: {k: v.to(SEARCH_DTYPE) for k, v in d.items()}
-    return Domains(bounds, splits, cast(initial_alphas(wide_state, 1)), cast(initial_betas(wide_state, 1)),
-                   start.unsqueeze(1), {}, sub.lo.new_zeros(n, 1, sub.graph.input_size, dtype=SEARCH_DTYPE))
 
 
 def _state_below(state: BoundState, name: str) -> BoundState:

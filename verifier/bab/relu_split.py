@@ -55,6 +55,10 @@ class Domains:
     def __len__(self):
         return len(self.lower)
 
+    def branchable(self) -> torch.Tensor:
+        """(N,) whether each domain has a free unstable neuron left to split."""
+        return torch.stack([torch.isfinite(s.flatten(1)).any(1) for s in self.scores.values()]).any(0)
+
     def only_rows(self, rows: torch.Tensor) -> "Domains":
         """The same domains, keeping the per-row tensors of the given spec rows only."""
         pick = lambda d: {k: v[:, rows] for k, v in d.items()}
@@ -89,15 +93,16 @@ def relu_split_bab(query, region, spec: Spec) -> BabOutcome:
     hi = torch.as_tensor(region.hi, dtype=torch.float64, device=graph.device).unsqueeze(0)
     root_state = crown(graph, lo, hi, iterations=INTERMEDIATE_ITERATIONS, deadline_check=query.check_time)
     query.check_time()
-    root = bound_domains(root_state, spec, _root_domains(root_state, spec), ROOT_ITERATIONS)
+    root = _bound_root(root_state, spec)
     proven: set[int] = set()
-    if not refinable_layers(root_state):
+    layers = refinable_layers(root_state)
+    if not layers:
         return _trees(query, region, spec, root_state, root, proven)
     first_share = time.monotonic() + FIRST_SHARE * (query.deadline - time.monotonic())
     outcome = _trees(query, region, spec, root_state, root, proven, stop_at=first_share)
     if outcome.verdict != "unknown":
         return outcome
-    root_state, root = refine_root(query, spec, root_state)
+    root = refine_root(query, spec, root_state, root, layers)
     outcome = _trees(query, region, spec, root_state, root, proven, bounded=outcome.domains)
     outcome.note = f"relu split, early layers refined ({outcome.domains} domains)"
     return outcome
@@ -121,34 +126,30 @@ def _trees(query, region, spec: Spec, root_state: BoundState, root: "Domains", p
     return BabOutcome("unsat", None, bounded)
 
 
-def refine_root(query, spec: Spec, root_state: BoundState):
-    """(state, root domains) after refining the early layers' bounds, one layer at a time while
+def refine_root(query, spec: Spec, root_state: BoundState, root: Domains, layers: list[str]) -> Domains:
+    """The root domain after refining `layers` of root_state (in place), one at a time while
     that pays, within REFINE_SHARE of the time left."""
-    from verifier.bab.refine import refinable_layers, refine_node
+    from verifier.bab.refine import refine_node, unstable_count
 
     start = time.monotonic()
     budget_end = start + REFINE_SHARE * (query.deadline - start)
-    root = None
-    for name in refinable_layers(root_state):
+    for name in layers:
         left = budget_end - time.monotonic()
         if left <= 0:
             break
-        before = _unstable_count(root_state)
+        before = unstable_count(root_state)
         l, u = refine_node(root_state, name, time.monotonic() + left * LAYER_SHARE)
         root_state.set_bounds(name, l, u)
         crown(root_state.graph, root_state.lo, root_state.hi, state=root_state,
               iterations=INTERMEDIATE_ITERATIONS, deadline_check=query.check_time, after=name)
-        root = bound_domains(root_state, spec, _root_domains(root_state, spec), ROOT_ITERATIONS)
-        if query.refuted(root.lower, spec).all() or _unstable_count(root_state) > 0.9 * before:
+        root = _bound_root(root_state, spec)
+        if query.refuted(root.lower, spec).all() or unstable_count(root_state) > 0.9 * before:
             break
-    if root is None:
-        root = bound_domains(root_state, spec, _root_domains(root_state, spec), ROOT_ITERATIONS)
-    return root_state, root
+    return root
 
 
-def _unstable_count(state: BoundState) -> int:
-    return sum(int(((state.bounds[n.inputs[0]][0] < 0) & (state.bounds[n.inputs[0]][1] > 0)).sum())
-               for n in relu_nodes(state))
+def _bound_root(state: BoundState, spec: Spec) -> Domains:
+    return bound_domains(state, spec, root_domains(state, spec), ROOT_ITERATIONS)
 
 
 def _tree(query, region, spec: Spec, root_state: BoundState, domains: Domains,
@@ -189,8 +190,9 @@ def _tree(query, region, spec: Spec, root_state: BoundState, domains: Domains,
         domains = Domains.concat([rest, children]) if len(rest) else children
 
 
-def _root_domains(state: BoundState, spec: Spec) -> Domains:
-    m = spec.C.shape[0]
+def root_domains(state: BoundState, spec: Spec) -> Domains:
+    """The root (one box, no splits) as a domain, its bound not yet computed."""
+    m = spec.C.shape[-2]
     keys = needs_tight_bounds(state.graph)
     bounds = {k: state.bounds[k] for k in keys}
     splits = {n.name: torch.zeros_like(state.bounds[n.inputs[0]][0], dtype=torch.int8)
@@ -313,7 +315,7 @@ def split_children(domains: Domains, neuron: torch.Tensor, pre_activation: dict[
 
 def _split_off_leaves(domains: Domains):
     """Domains with no free unstable neuron left are leaves: their relaxation is exact."""
-    branchable = torch.stack([torch.isfinite(s.flatten(1)).any(1) for s in domains.scores.values()]).any(0)
+    branchable = domains.branchable()
     if branchable.all():
         return domains, None
     return domains.select(branchable), domains.select(~branchable)
