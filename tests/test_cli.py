@@ -125,3 +125,16 @@ def test_vnncomp_run_instance_writes_the_result_file(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert out.read_text().splitlines()[0] == "unsat"
+
+
+def test_models_and_specs_load_without_torch():
+    """Start-up: loading and parsing never import torch (~2 s), so they take a fraction of a
+    second and a bad input is reported before the import."""
+    pairs = sorted({(r["onnx"], r["vnnlib"]) for r in ROWS})
+    script = ("import sys\nfrom verifier import api\n"
+              f"for onnx, vnnlib in {pairs!r}:\n"
+              "    api.load_spec(vnnlib, api.load_model(onnx))\n"
+              "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

@@ -1,11 +1,13 @@
-"""The Python API: load a model and a spec, compute bounds, verify."""
+"""The Python API: load a model and a spec, compute bounds, verify.
+
+Loading and parsing run without torch (its import alone takes about 2 s), so a bad model or
+spec is reported at once; torch is imported when bounds or verification begin."""
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from verifier.graph.ir import Graph
 from verifier.options import Options
@@ -34,6 +36,8 @@ def bounds(model, box, method: str = "crown", device: str = "cpu") -> tuple[np.n
     method: "ibp", "crown" or "sdp" (low-rank SDP over alpha-CROWN, ReLU chains only). Bounds
     are computed in float64.
     """
+    import torch
+
     from verifier.boundprop.engine import crown, ibp, output_lower_bounds
 
     graph = load_model(model) if not isinstance(model, Graph) else model
@@ -61,12 +65,12 @@ def bounds(model, box, method: str = "crown", device: str = "cpu") -> tuple[np.n
 def verify(model_path: str | Path, spec_path: str | Path, timeout: float = 300.0,
            started: float | None = None, **options) -> Result:
     """Decide whether the ONNX model violates the VNN-LIB property: sat, unsat, unknown or timeout."""
-    from verifier.attack.replay import OnnxRunner
-    from verifier.pipeline import Query, run
-
     started = time.monotonic() if started is None else started
     opts = Options(timeout=timeout, **options)
     graph = load_model(model_path)
     regions = load_spec(spec_path, graph)
+    from verifier.attack.replay import OnnxRunner  # the heavy imports (torch) after the checks
+    from verifier.pipeline import Query, run
+
     query = Query(graph, regions, OnnxRunner(str(model_path)), opts, started)
     return run(query)

@@ -3,14 +3,18 @@
 Every tensor carries a leading batch dimension that is not part of the model: a node with
 per-sample shape S holds tensors of shape (B, *S). S is the ONNX shape with symbolic
 dimensions set to 1, so a model exported with batch size 1 still evaluates a batch of inputs.
+
+The loader keeps constants as numpy arrays (float64, or int64 for index tables) and never
+imports torch; `Graph.to(dtype, device)` gives the torch copy the engine runs on.
 """
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -19,7 +23,7 @@ class Node:
     op: str  # key into verifier.ops.RULES
     inputs: list[str]  # names of the variable tensors it reads
     shape: tuple[int, ...]  # per-sample output shape
-    tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # constant operands
+    tensors: dict = field(default_factory=dict)  # constant operands: numpy arrays or torch tensors
     attrs: dict = field(default_factory=dict)  # non-tensor attributes
     onnx_name: str = ""  # the ONNX node it came from, for messages
 
@@ -65,16 +69,13 @@ class Graph:
         return users
 
     def to(self, dtype: torch.dtype, device: torch.device | str = "cpu") -> "Graph":
-        """A copy whose constant tensors live on `device` with `dtype` (cached)."""
+        """A copy whose constant tensors are torch tensors on `device`, floating ones in `dtype`
+        (cached)."""
         key = (dtype, str(device))
         if key not in self._cast_cache:
-            nodes = [
-                Node(n.name, n.op, n.inputs, n.shape,
-                     {k: v.to(device=device, dtype=dtype) if v.is_floating_point() else v.to(device)
-                      for k, v in n.tensors.items()},
-                     n.attrs, n.onnx_name)
-                for n in self.nodes
-            ]
+            nodes = [Node(n.name, n.op, n.inputs, n.shape, {k: _cast(v, dtype, device) for k, v in n.tensors.items()},
+                          n.attrs, n.onnx_name)
+                     for n in self.nodes]
             self._cast_cache[key] = Graph(self.input_name, self.input_shape, self.output_name,
                                           nodes, self.onnx_input_dtype, self.path)
         return self._cast_cache[key]
@@ -86,13 +87,16 @@ class Graph:
             if n.op == "matmul":
                 total += n.size * n.tensors["W"].shape[0]
             elif n.op == "conv":
-                total += n.size * n.tensors["W"][0].numel()
+                total += n.size * math.prod(n.tensors["W"].shape[1:])
             else:
                 total += n.size
         return total
 
     @property
     def dtype(self) -> torch.dtype:
+        """The floating dtype of a cast graph's constants."""
+        import torch
+
         for n in self.nodes:
             for v in n.tensors.values():
                 if v.is_floating_point():
@@ -101,7 +105,20 @@ class Graph:
 
     @property
     def device(self) -> torch.device:
+        """The device of a cast graph's constants."""
+        import torch
+
         for n in self.nodes:
             for v in n.tensors.values():
                 return v.device
         return torch.device("cpu")
+
+
+def _cast(value, dtype, device):
+    import numpy as np
+    import torch
+
+    if isinstance(value, np.ndarray):
+        value = np.require(value, requirements=["C", "W"])  # torch shares only writable arrays
+    value = torch.as_tensor(value, device=device)
+    return value.to(dtype) if value.is_floating_point() else value

@@ -5,14 +5,13 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import torch
 from onnx import numpy_helper
 
 from verifier.errors import UnsupportedModel, UserError
 from verifier.graph import onnx_ops
 from verifier.graph.ir import Graph, Node
+from verifier.graph.shapes import output_shape
 from verifier.graph.simplify import simplify
-from verifier.ops import RULES
 
 # Ops whose every output is computable at load time when their inputs are (Shape also folds on
 # variables, whose shapes are known).
@@ -51,24 +50,26 @@ class Builder:
         raise UserError(f"{self.path}: node '{node.name or node.output[0]}' ({node.op_type}): {what}")
 
     def emit(self, op: str, inputs: list[str], out: str | None = None, tensors=None, attrs=None) -> str:
-        """Append a verifier node; its shape comes from evaluating it on a zero sample."""
+        """Append a verifier node, its shape inferred from its inputs' shapes."""
         if out is None:
             self._fresh += 1
             out = f"{self.current.output[0]}::{op}{self._fresh}"
         inputs = [self.resolve(i) for i in inputs]
-        tensors = {k: v if isinstance(v, torch.Tensor) else torch.as_tensor(np.array(v))
-                   for k, v in (tensors or {}).items()}
-        tensors = {k: v.double() if v.is_floating_point() else v for k, v in tensors.items()}
+        tensors = {k: _stored(np.asarray(v)) for k, v in (tensors or {}).items()}
         node = Node(out, op, inputs, (), tensors, attrs or {}, self.current.name)
-        dummies = [torch.zeros((1, *self.shapes[i]), dtype=torch.float64) for i in inputs]
         try:
-            value = RULES[op].forward(node, *dummies)
-        except (RuntimeError, ValueError, IndexError) as e:
+            node.shape = output_shape(node, [self.shapes[i] for i in inputs])
+        except (ValueError, IndexError) as e:
             self.fail(f"shape mismatch: {str(e).splitlines()[0]}")
-        node.shape = tuple(value.shape[1:])
         self.shapes[out] = node.shape
         self.nodes.append(node)
         return out
+
+
+def _stored(array: np.ndarray) -> np.ndarray:
+    """Constants are kept in float64 (integers as int64), contiguous."""
+    dtype = np.float64 if np.issubdtype(array.dtype, np.floating) else np.int64
+    return np.ascontiguousarray(array, dtype=dtype)
 
 
 def load_onnx(path: str | Path) -> Graph:

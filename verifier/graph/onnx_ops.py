@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import torch
 
 CONVERTERS = {}
 
@@ -272,12 +271,21 @@ def _pooled_size(shape, kernel, stride, dilation, pads, ceil):
 
 
 def _window_table(shape, kernel, stride, dilation, torch_pads):
-    """(n_out, k) flat input indices of every pooling window, -1 where it covers padding."""
-    positions = torch.arange(int(np.prod(shape)), dtype=torch.float64).reshape(1, *shape[-3:]) + 1
-    padded = torch.nn.functional.pad(positions, torch_pads, value=0.0)
-    patches = torch.nn.functional.unfold(padded, kernel, dilation=dilation, stride=stride)
-    patches = patches.reshape(shape[-3], kernel[0] * kernel[1], -1).permute(0, 2, 1)
-    return (patches.reshape(-1, kernel[0] * kernel[1]) - 1).long()
+    """(n_out, k) flat input indices of every pooling window, -1 where it covers padding; rows
+    run over channels, then output positions; columns over the kernel, row-major."""
+    positions = np.arange(int(np.prod(shape[-3:]))).reshape(shape[-3:])
+    padded = np.pad(positions, [(0, 0), torch_pads[2:], torch_pads[:2]], constant_values=-1)
+    windows = _window_values(padded, kernel, stride, dilation)
+    return windows.reshape(-1, kernel[0] * kernel[1])
+
+
+def _window_values(padded: np.ndarray, kernel, stride, dilation) -> np.ndarray:
+    """(..., H_out, W_out, k) entries of every window of the last two axes of `padded`."""
+    out = [(padded.shape[-2 + i] - dilation[i] * (kernel[i] - 1) - 1) // stride[i] + 1 for i in range(2)]
+    taps = [padded[..., i * dilation[0]: i * dilation[0] + stride[0] * (out[0] - 1) + 1: stride[0],
+                   j * dilation[1]: j * dilation[1] + stride[1] * (out[1] - 1) + 1: stride[1]]
+            for i in range(kernel[0]) for j in range(kernel[1])]
+    return np.stack(taps, axis=-1)
 
 
 @converter("AveragePool", "GlobalAveragePool")
@@ -301,12 +309,9 @@ def _avgpool(b, node):
     summed = b.emit("conv", [x], tensors={"W": ones},
                     attrs={"spatial_dims": 2, "stride": stride, "padding": (0, 0),
                            "dilation": dilation, "groups": channels})
-    mask = torch.ones(1, 1, *shape[-2:], dtype=torch.float64)
-    mask = torch.nn.functional.pad(mask, (pads[1][0], pads[1][1], pads[0][0], pads[0][1]),
-                                   value=1.0 if include_pad else 0.0)
-    count = torch.nn.functional.conv2d(mask, torch.ones(1, 1, *kernel, dtype=torch.float64),
-                                       stride=stride, dilation=dilation)
-    _affine(b, node, summed, scale=(1.0 / count[0]).numpy())
+    mask = np.pad(np.ones(shape[-2:]), list(pads), constant_values=1.0 if include_pad else 0.0)
+    count = _window_values(mask, kernel, stride, dilation).sum(-1)
+    _affine(b, node, summed, scale=1.0 / count[None])
 
 
 # --- activations ----------------------------------------------------------------------------

@@ -9,6 +9,8 @@ arithmetic (float64 weights); only rounding differs.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from verifier.graph.ir import Node
 
 
@@ -47,7 +49,7 @@ def _merge(src: Node, n: Node) -> Node | None:
             return None
         tensors = {"W": W1 @ W2}
         if b1 is not None or b2 is not None:
-            first = b1.broadcast_to(src.shape) @ W2 if b1 is not None else 0.0
+            first = np.broadcast_to(b1, src.shape) @ W2 if b1 is not None else 0.0
             tensors["b"] = first + (b2 if b2 is not None else 0.0)
         return Node(n.name, "matmul", src.inputs, n.shape, tensors, {}, n.onnx_name)
     return None

@@ -1,0 +1,137 @@
+"""Shape inference for the verifier ops, in plain Python and numpy (the loader runs without
+torch, so that loading a model and parsing its spec take a fraction of a second).
+
+Each function takes the node (its constant tensors and attributes) and the per-sample shapes of
+its inputs, and returns the per-sample output shape; a ValueError names a mismatch.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def output_shape(node, in_shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+    return SHAPES[node.op](node, *in_shapes)
+
+
+def _broadcast(*shapes) -> tuple[int, ...]:
+    """Broadcast per-sample shapes as the batched tensors (1, *shape) broadcast; constants
+    carry no batch dimension."""
+    return tuple(np.broadcast_shapes(*shapes))
+
+
+def _with_batch(shape):
+    return (1, *shape)
+
+
+def _matmul(node, x):
+    W = node.tensors["W"]
+    if x[-1] != W.shape[0]:
+        raise ValueError(f"a last axis of {x[-1]} cannot multiply a {W.shape[0]}x{W.shape[1]} matrix")
+    out = _with_batch((*x[:-1], W.shape[1]))
+    if "b" in node.tensors:
+        out = _broadcast(out, node.tensors["b"].shape)
+    return out[1:]
+
+
+def _conv(node, x):
+    a, W = node.attrs, node.tensors["W"]
+    nd = a["spatial_dims"]
+    if len(x) < nd + 1:
+        raise ValueError(f"a rank-{len(x)} input cannot feed a {nd}-D convolution")
+    channels, spatial = x[-nd - 1], x[-nd:]
+    if channels != W.shape[1] * a["groups"]:
+        raise ValueError(f"the input has {channels} channels, the weights expect {W.shape[1] * a['groups']}")
+    out = []
+    for i in range(nd):
+        span = spatial[i] + 2 * a["padding"][i] - a["dilation"][i] * (W.shape[2 + i] - 1) - 1
+        if span < 0:
+            raise ValueError(f"the kernel is larger than the padded input ({spatial[i]})")
+        out.append(span // a["stride"][i] + 1)
+    if "b" in node.tensors and node.tensors["b"].size != W.shape[0]:
+        raise ValueError(f"the bias has {node.tensors['b'].size} entries for {W.shape[0]} channels")
+    return (*x[:-nd - 1], W.shape[0], *out)
+
+
+def _affine(node, x):
+    return _broadcast(_with_batch(x), *(t.shape for t in node.tensors.values()))[1:]
+
+
+def _add(node, x, y):
+    return _broadcast(_with_batch(x), _with_batch(y))[1:]
+
+
+def _same(node, x):
+    return x
+
+
+def _maxpool(node, x):
+    n_out = node.tensors["window"].shape[0]
+    channels = x[-3]
+    return (*x[:-2], *_pooled(x[-2:], node.attrs["kernel"], node.attrs["stride"], node.attrs["dilation"],
+                              node.attrs["torch_pads"], n_out // max(channels, 1)))
+
+
+def _pooled(spatial, kernel, stride, dilation, torch_pads, n_windows):
+    left, right, top, bottom = torch_pads
+    padded = (spatial[0] + top + bottom, spatial[1] + left + right)
+    out = tuple((padded[i] - dilation[i] * (kernel[i] - 1) - 1) // stride[i] + 1 for i in range(2))
+    if min(out) < 1 or math.prod(out) != n_windows:
+        raise ValueError(f"a {kernel[0]}x{kernel[1]} window does not fit a {spatial[0]}x{spatial[1]} input")
+    return out
+
+
+def _reshape(node, x):
+    target = tuple(node.attrs["target"])
+    if math.prod(target) != math.prod(x):
+        raise ValueError(f"cannot reshape {list(x)} to {list(target)}")
+    return target
+
+
+def _transpose(node, x):
+    perm = node.attrs["perm"]
+    if sorted(perm) != list(range(len(x))):
+        raise ValueError(f"perm {list(perm)} does not match a rank-{len(x)} input")
+    return tuple(x[p] for p in perm)
+
+
+def _concat(node, *xs):
+    axis = node.attrs["axis"]
+    first = xs[0]
+    for x in xs[1:]:
+        if len(x) != len(first) or any(a != b for i, (a, b) in enumerate(zip(x, first)) if i != axis):
+            raise ValueError(f"cannot concatenate {list(first)} and {list(x)} on axis {axis}")
+    return (*first[:axis], sum(x[axis] for x in xs), *first[axis + 1:])
+
+
+def _slice(node, x):
+    index = node.attrs["index"]
+    if len(index) > len(x):
+        raise ValueError(f"{len(index)} slices for a rank-{len(x)} input")
+    sliced = tuple(len(range(*s.indices(n))) for s, n in zip(index, x))
+    return (*sliced, *x[len(index):])
+
+
+def _pad(node, x):
+    pads = node.attrs["pads"]
+    if len(pads) != len(x):
+        raise ValueError(f"{len(pads)} pad pairs for a rank-{len(x)} input")
+    return tuple(n + begin + end for n, (begin, end) in zip(x, pads))
+
+
+SHAPES = {
+    "matmul": _matmul,
+    "conv": _conv,
+    "affine": _affine,
+    "add": _add,
+    "relu": _same,
+    "sigmoid": _same,
+    "tanh": _same,
+    "maxpool": _maxpool,
+    "reshape": _reshape,
+    "transpose": _transpose,
+    "concat": _concat,
+    "slice": _slice,
+    "pad": _pad,
+}
