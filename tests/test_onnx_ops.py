@@ -20,8 +20,12 @@ SEEDS = range(8)
 
 
 def ir_output(path, x: np.ndarray) -> np.ndarray:
+    """The IR's output on x; every node's value has the shape the loader inferred for it."""
     graph = load_onnx(path).to(torch.float64)
-    return evaluate(graph, torch.as_tensor(x, dtype=torch.float64)).numpy()
+    values = evaluate(graph, torch.as_tensor(x, dtype=torch.float64), keep_all=True)
+    for node in graph.nodes:
+        assert tuple(values[node.name].shape[1:]) == node.shape, f"{node.name} ({node.op})"
+    return values[graph.output_name].numpy()
 
 
 def assert_matches_onnxruntime(path, x: np.ndarray, rtol: float = 1e-5) -> None:

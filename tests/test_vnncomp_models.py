@@ -60,7 +60,11 @@ def test_model_matches_onnxruntime_in_its_input_box(model):
         x = rng.normal(size=(16, graph.input_size))
     x = x.astype(np.float32).reshape(len(x), *graph.input_shape)
     ref = run_onnxruntime(model, x).reshape(len(x), -1)
-    y = evaluate(graph.to(torch.float64), torch.as_tensor(x, dtype=torch.float64)).flatten(1).numpy()
+    graph64 = graph.to(torch.float64)
+    values = evaluate(graph64, torch.as_tensor(x, dtype=torch.float64), keep_all=True)
+    for node in graph64.nodes:
+        assert tuple(values[node.name].shape[1:]) == node.shape, f"inferred shape of {node.name} ({node.op})"
+    y = values[graph.output_name].flatten(1).numpy()
     assert y.shape == ref.shape == (len(x), graph.output_size)
     scale = max(float(np.abs(ref).max()), 1e-6)
     np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5 * scale)

@@ -194,14 +194,19 @@ def optimized_backward(state: BoundState, start: str, C: torch.Tensor, iteration
         state.alphas = saved
 
 
-def _best_slopes(state: BoundState, start: str, C: torch.Tensor, relus, iterations: int, lr: float):
-    """The slopes giving each row of C its best bound over `iterations` Adam steps."""
-    m = C.shape[1]
+def adaptive_slopes(state: BoundState, relus, m: int) -> dict[str, torch.Tensor]:
+    """The adaptive CROWN slopes (1 where u > -l, else 0), one per (domain, row, neuron)."""
     alphas = {}
     for node in relus:
         l, u = state.bounds[node.inputs[0]]
         slope = (u > -l).to(l.dtype).unsqueeze(1)
-        alphas[node.name] = slope.expand(-1, m, *([-1] * (l.dim() - 1))).clone().requires_grad_(True)
+        alphas[node.name] = slope.expand(-1, m, *([-1] * (l.dim() - 1))).clone()
+    return alphas
+
+
+def _best_slopes(state: BoundState, start: str, C: torch.Tensor, relus, iterations: int, lr: float):
+    """The slopes giving each row of C its best bound over `iterations` Adam steps."""
+    alphas = {name: a.requires_grad_(True) for name, a in adaptive_slopes(state, relus, C.shape[1]).items()}
     best_slopes = {name: a.detach().clone() for name, a in alphas.items()}
     saved, state.alphas = state.alphas, alphas
     optimizer = Adam([(list(alphas.values()), lr)])

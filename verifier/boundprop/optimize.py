@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from verifier.boundprop.adam import Adam
-from verifier.boundprop.engine import BoundState, keep_where, output_lower_bounds
+from verifier.boundprop.engine import BoundState, adaptive_slopes, keep_where, output_lower_bounds
 
 
 @dataclass
@@ -51,12 +51,7 @@ def relu_nodes(state: BoundState):
 
 def initial_alphas(state: BoundState, m: int) -> dict[str, torch.Tensor]:
     """The adaptive CROWN slopes (1 where u > -l, else 0), one per (domain, row, neuron)."""
-    alphas = {}
-    for node in relu_nodes(state):
-        l, u = state.bounds[node.inputs[0]]
-        slope = (u > -l).to(l.dtype).unsqueeze(1)
-        alphas[node.name] = slope.expand(-1, m, *([-1] * (l.dim() - 1))).clone()
-    return alphas
+    return adaptive_slopes(state, relu_nodes(state), m)
 
 
 def initial_betas(state: BoundState, m: int) -> dict[str, torch.Tensor]:
