@@ -33,6 +33,19 @@ def test_verdict_matches_ground_truth(row):
                    for r in regions)
 
 
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not _cuda_available(), reason="no CUDA device")
+@pytest.mark.parametrize("row", LABELLED, ids=lambda r: r["vnnlib"].rsplit("/", 1)[-1])
+def test_cuda_verdict_matches_ground_truth(row):
+    result = verifier.verify(row["onnx"], row["vnnlib"], timeout=60, device="cuda")
+    assert result.verdict == row["expected"], result.stage
+
+
 def test_verify_leaves_the_process_float_settings_as_it_found_them():
     import torch
 
