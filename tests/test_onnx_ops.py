@@ -386,3 +386,24 @@ def test_output_not_depending_on_input_refused(tmp_path):
     with pytest.raises(UserError) as error:
         load_onnx(path)
     assert "does not depend on the input" in assert_one_line(error)
+
+
+IMAGE_MISTAKES = {  # on an input of shape (1, 2, 3, 3): (the bad node, what the message says)
+    "conv_kernel_too_large": (lambda b: b.add("Conv", [b.input, b.weight(2, 2, 5, 5)], name="bad_conv"),
+                              "larger than the padded input"),
+    "conv_channel_mismatch": (lambda b: b.add("Conv", [b.input, b.weight(2, 3, 1, 1)], name="bad_conv"),
+                              "2 channels"),
+    "maxpool_window_too_large": (lambda b: b.add("MaxPool", [b.input], kernel_shape=[4, 4], name="bad_pool"),
+                                 "does not fit"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(IMAGE_MISTAKES))
+def test_window_mistakes_name_the_node_and_the_mismatch(name, tmp_path):
+    b = OnnxBuilder([1, 2, 3, 3], rng=np.random.default_rng(0))
+    make, fragment = IMAGE_MISTAKES[name]
+    path = b.save(tmp_path / f"{name}.onnx", b.add("Relu", [make(b)]))
+    with pytest.raises(UserError) as error:
+        load_onnx(path)
+    message = assert_one_line(error)
+    assert f"'{b.nodes[-2].name}'" in message and "shape mismatch" in message and fragment in message, message

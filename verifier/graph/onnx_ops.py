@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
+from verifier.graph.shapes import window_count
+
 CONVERTERS = {}
 
 
@@ -263,11 +265,7 @@ def _maxpool(b, node):
 
 
 def _pooled_size(shape, kernel, stride, dilation, pads, ceil):
-    sizes = []
-    for i in range(2):
-        span = shape[-2 + i] + sum(pads[i]) - dilation[i] * (kernel[i] - 1) - 1
-        sizes.append((-(-span // stride[i]) if ceil else span // stride[i]) + 1)
-    return sizes
+    return [window_count(shape[-2 + i] + sum(pads[i]), kernel[i], stride[i], dilation[i], ceil) for i in range(2)]
 
 
 def _window_table(shape, kernel, stride, dilation, torch_pads):
@@ -281,7 +279,7 @@ def _window_table(shape, kernel, stride, dilation, torch_pads):
 
 def _window_values(padded: np.ndarray, kernel, stride, dilation) -> np.ndarray:
     """(..., H_out, W_out, k) entries of every window of the last two axes of `padded`."""
-    out = [(padded.shape[-2 + i] - dilation[i] * (kernel[i] - 1) - 1) // stride[i] + 1 for i in range(2)]
+    out = [window_count(padded.shape[-2 + i], kernel[i], stride[i], dilation[i]) for i in range(2)]
     taps = [padded[..., i * dilation[0]: i * dilation[0] + stride[0] * (out[0] - 1) + 1: stride[0],
                    j * dilation[1]: j * dilation[1] + stride[1] * (out[1] - 1) + 1: stride[1]]
             for i in range(kernel[0]) for j in range(kernel[1])]

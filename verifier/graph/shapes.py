@@ -15,6 +15,15 @@ def output_shape(node, in_shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
     return SHAPES[node.op](node, *in_shapes)
 
 
+def window_count(padded_size: int, kernel: int, stride: int, dilation: int, ceil: bool = False) -> int:
+    """How many positions a sliding window (convolution, pooling) takes along one axis; below 1
+    when the window does not fit."""
+    span = padded_size - dilation * (kernel - 1) - 1
+    if span < 0:
+        return 0
+    return (-(-span // stride) if ceil else span // stride) + 1
+
+
 def _broadcast(*shapes) -> tuple[int, ...]:
     """Broadcast per-sample shapes as the batched tensors (1, *shape) broadcast; constants
     carry no batch dimension."""
@@ -43,12 +52,10 @@ def _conv(node, x):
     channels, spatial = x[-nd - 1], x[-nd:]
     if channels != W.shape[1] * a["groups"]:
         raise ValueError(f"the input has {channels} channels, the weights expect {W.shape[1] * a['groups']}")
-    out = []
-    for i in range(nd):
-        span = spatial[i] + 2 * a["padding"][i] - a["dilation"][i] * (W.shape[2 + i] - 1) - 1
-        if span < 0:
-            raise ValueError(f"the kernel is larger than the padded input ({spatial[i]})")
-        out.append(span // a["stride"][i] + 1)
+    out = [window_count(spatial[i] + 2 * a["padding"][i], W.shape[2 + i], a["stride"][i], a["dilation"][i])
+           for i in range(nd)]
+    if min(out) < 1:
+        raise ValueError(f"the kernel is larger than the padded input {list(spatial)}")
     if "b" in node.tensors and node.tensors["b"].size != W.shape[0]:
         raise ValueError(f"the bias has {node.tensors['b'].size} entries for {W.shape[0]} channels")
     return (*x[:-nd - 1], W.shape[0], *out)
@@ -76,7 +83,7 @@ def _maxpool(node, x):
 def _pooled(spatial, kernel, stride, dilation, torch_pads, n_windows):
     left, right, top, bottom = torch_pads
     padded = (spatial[0] + top + bottom, spatial[1] + left + right)
-    out = tuple((padded[i] - dilation[i] * (kernel[i] - 1) - 1) // stride[i] + 1 for i in range(2))
+    out = tuple(window_count(padded[i], kernel[i], stride[i], dilation[i]) for i in range(2))
     if min(out) < 1 or math.prod(out) != n_windows:
         raise ValueError(f"a {kernel[0]}x{kernel[1]} window does not fit a {spatial[0]}x{spatial[1]} input")
     return out
