@@ -272,6 +272,33 @@ def gen_activation(rng) -> onnx.ModelProto:
     return b.model(y)
 
 
+def _piecewise_linear(b: OnnxBuilder, y: str, n: int, rng) -> str:
+    """One of the piecewise-linear activations the loader rewrites into ReLUs."""
+    kind = _choice(rng, ["LeakyRelu", "PRelu", "Clip", "ClipMax", "Abs", "HardSigmoid", "Max", "Min"])
+    if kind == "LeakyRelu":
+        return b.add("LeakyRelu", [y], alpha=float(rng.uniform(0.01, 0.5)))
+    if kind == "PRelu":
+        return b.add("PRelu", [y, b.const(rng.uniform(-0.5, 0.5, size=n))])
+    if kind == "Clip":
+        low = float(rng.uniform(-1, 0))
+        return b.add("Clip", [y, b.const(np.float32(low)), b.const(np.float32(low + rng.uniform(0.1, 2)))])
+    if kind == "ClipMax":
+        return b.add("Clip", [y, "", b.const(np.float32(rng.uniform(-0.5, 0.5)))])
+    if kind in ("Abs", "HardSigmoid"):
+        return b.add(kind, [y])
+    other = b.const(rng.normal(size=n) * 0.3) if rng.random() < 0.5 else _dense(b, b.input, n, n, rng)
+    return b.add(kind, [y, other])
+
+
+def gen_piecewise_linear(rng) -> onnx.ModelProto:
+    n = int(rng.integers(2, 6))
+    b = OnnxBuilder([1, n], rng=rng)
+    y = b.input
+    for _ in range(int(rng.integers(1, 4))):
+        y = _piecewise_linear(b, _dense(b, y, n, n, rng), n, rng)
+    return b.model(_dense(b, y, n, 2, rng))
+
+
 def gen_conv1d(rng) -> onnx.ModelProto:
     groups = int(rng.choice([1, 1, 2]))
     c_in, c_out = groups * int(rng.integers(1, 3)), groups * int(rng.integers(1, 3))
@@ -601,6 +628,7 @@ FAMILIES = {
     "arithmetic": gen_arithmetic,
     "residual": gen_residual,
     "activation": gen_activation,
+    "piecewise_linear": gen_piecewise_linear,
     "conv1d": gen_conv1d,
     "conv2d": gen_conv2d,
     "batchnorm": gen_batchnorm,

@@ -154,6 +154,17 @@ HAND_BUILT = {  # name: (input shape, opset, body)
     "unsqueeze_opset11_attributes": ([1, 3], 11, lambda b: b.add("Unsqueeze", [b.input], axes=[-1, 0])),
     "reshape_opset14_allowzero_0": ([1, 2, 3], 14, lambda b: b.add(
         "Reshape", [b.input, b.ints([0, -1])], allowzero=0)),
+    # piecewise-linear activations, rewritten into ReLUs
+    "clip_opset6_attributes": ([1, 5], 6, lambda b: b.add("Clip", [b.input], min=-0.5, max=0.7)),
+    "clip_no_bounds": ([1, 5], 13, lambda b: b.add("Clip", [b.input])),
+    "clip_min_only": ([1, 5], 13, lambda b: b.add("Clip", [b.input, b.const(np.float32(0.2))])),
+    "leaky_relu_default_alpha": ([1, 5], 13, lambda b: b.add("LeakyRelu", [b.input])),
+    "prelu_per_channel": ([1, 3, 4, 4], 13, lambda b: b.add(
+        "PRelu", [b.input, b.const(np.array([0.1, -0.3, 2.0]).reshape(3, 1, 1))])),
+    "max_of_three_broadcast": ([1, 2, 3], 13, lambda b: b.add(
+        "Max", [b.input, b.add("Neg", [b.input]), b.const(np.array([0.1, -0.2, 0.3]))])),
+    "min_of_constant_and_variable": ([1, 4], 13, lambda b: b.add(
+        "Min", [b.const(np.array([[0.5], [0.0]])), b.input])),
 }
 
 
@@ -391,8 +402,6 @@ def test_output_not_depending_on_input_refused(tmp_path):
 IMAGE_MISTAKES = {  # on an input of shape (1, 2, 3, 3): (the bad node, what the message says)
     "conv_kernel_too_large": (lambda b: b.add("Conv", [b.input, b.weight(2, 2, 5, 5)], name="bad_conv"),
                               "larger than the padded input"),
-    "conv_channel_mismatch": (lambda b: b.add("Conv", [b.input, b.weight(2, 3, 1, 1)], name="bad_conv"),
-                              "2 channels"),
     "maxpool_window_too_large": (lambda b: b.add("MaxPool", [b.input], kernel_shape=[4, 4], name="bad_pool"),
                                  "does not fit"),
 }

@@ -96,3 +96,43 @@ def test_api_honours_a_timeout_shorter_than_one_root_bound(vnncomp):
     result = verifier.verify(onnx, vnnlib, timeout=4)
     assert result.verdict == "timeout"
     assert time.monotonic() - started < 4 + 1
+
+
+def _piecewise_linear_net(path, seed: int):
+    """2 -> 8 -> 8 -> 8 -> 1 through LeakyRelu, Clip and Abs; returns its ONNX path and a
+    Lipschitz constant in the infinity norm (activations are 1-Lipschitz)."""
+    from onnx_factory import OnnxBuilder
+
+    rng = np.random.default_rng(seed)
+    b = OnnxBuilder([1, 2], rng=rng)
+    y, lipschitz, n_in = b.input, 1.0, 2
+    for n_out, act in [(8, "LeakyRelu"), (8, "Clip"), (8, "Abs"), (1, None)]:
+        W = rng.normal(size=(n_in, n_out)) / np.sqrt(n_in)
+        lipschitz *= np.abs(W).sum(axis=0).max()  # induced inf-norm of x -> x @ W
+        y = b.add("Gemm", [y, b.const(W), b.const(rng.normal(size=n_out) * 0.3)])
+        if act == "LeakyRelu":
+            y = b.add(act, [y], alpha=0.2)
+        elif act == "Clip":
+            y = b.add(act, [y, b.const(np.float32(-0.4)), b.const(np.float32(0.5))])
+        elif act:
+            y = b.add(act, [y])
+        n_in = n_out
+    return b.save(path, y), lipschitz
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_piecewise_linear_activations_verify_against_a_grid(seed, tmp_path):
+    """Just below the grid's maximum is sat; above it by the Lipschitz slack is unsat."""
+    onnx_path, lipschitz = _piecewise_linear_net(tmp_path / "pwl.onnx", seed)
+    steps = 201
+    axis = np.linspace(-1.0, 1.0, steps)
+    grid = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2).astype(np.float32)
+    session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    top = max(float(session.run(None, {"x": grid[k:k + 1]})[0][0, 0]) for k in range(len(grid)))
+    slack = lipschitz * (axis[1] - axis[0]) / 2
+    box = "".join(f"(declare-const X_{i} Real)\n(assert (>= X_{i} -1))\n(assert (<= X_{i} 1))\n" for i in range(2))
+    for threshold, expected in [(top - 0.01, "sat"), (top + slack + 1e-3, "unsat")]:
+        spec = tmp_path / f"{expected}.vnnlib"
+        spec.write_text(box + f"(declare-const Y_0 Real)\n(assert (>= Y_0 {float(threshold)!r}))\n")
+        result = verifier.verify(onnx_path, spec, timeout=60)
+        assert result.verdict == expected, (threshold, result.stage)

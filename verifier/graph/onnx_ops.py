@@ -56,7 +56,8 @@ def _identity(b, node):
 
 # --- elementwise arithmetic ----------------------------------------------------------------
 
-def _affine(b, node, var: str, scale=None, shift=None):
+def _affine(b, var: str, scale=None, shift=None, out=None) -> str:
+    """var * scale + shift, constants broadcast against var."""
     tensors = {}
     if scale is not None:
         tensors["scale"] = np.asarray(scale, dtype=np.float64)
@@ -64,7 +65,7 @@ def _affine(b, node, var: str, scale=None, shift=None):
         tensors["shift"] = np.asarray(shift, dtype=np.float64)
     rank = max(np.ndim(t) for t in tensors.values())
     var = _lift_rank(b, var, rank)
-    b.emit("affine", [var], node.output[0], tensors=tensors)
+    return b.emit("affine", [var], out, tensors=tensors)
 
 
 @converter("Add", "Sub", "Mul", "Div")
@@ -81,25 +82,25 @@ def _arithmetic(b, node):
     if b.is_const(x):  # constant on the left
         c, var = b.const(x).astype(np.float64), y
         if op == "Add":
-            return _affine(b, node, var, shift=c)
+            return _affine(b, var, shift=c, out=node.output[0])
         if op == "Sub":
-            return _affine(b, node, var, scale=-np.ones_like(c), shift=c)
+            return _affine(b, var, scale=-np.ones_like(c), shift=c, out=node.output[0])
         if op == "Mul":
-            return _affine(b, node, var, scale=c)
+            return _affine(b, var, scale=c, out=node.output[0])
         b.fail("division by a variable tensor is not supported")
     c, var = b.const(y).astype(np.float64), x
     if op == "Add":
-        return _affine(b, node, var, shift=c)
+        return _affine(b, var, shift=c, out=node.output[0])
     if op == "Sub":
-        return _affine(b, node, var, shift=-c)
+        return _affine(b, var, shift=-c, out=node.output[0])
     if op == "Mul":
-        return _affine(b, node, var, scale=c)
-    return _affine(b, node, var, scale=1.0 / c)
+        return _affine(b, var, scale=c, out=node.output[0])
+    return _affine(b, var, scale=1.0 / c, out=node.output[0])
 
 
 @converter("Neg")
 def _neg(b, node):
-    _affine(b, node, node.input[0], scale=np.float64(-1.0))
+    _affine(b, node.input[0], scale=np.float64(-1.0), out=node.output[0])
 
 
 @converter("BatchNormalization")
@@ -109,8 +110,8 @@ def _batchnorm(b, node):
     gamma, beta, mean, var = (b.const(n).astype(np.float64) for n in node.input[1:5])
     scale = gamma / np.sqrt(var + a.get("epsilon", 1e-5))
     channel_shape = (-1,) + (1,) * (len(b.shape(x)) - 2)
-    _affine(b, node, x, scale=scale.reshape(channel_shape),
-            shift=(beta - mean * scale).reshape(channel_shape))
+    _affine(b, x, scale=scale.reshape(channel_shape),
+            shift=(beta - mean * scale).reshape(channel_shape), out=node.output[0])
 
 
 # --- linear layers ---------------------------------------------------------------------------
@@ -309,7 +310,7 @@ def _avgpool(b, node):
                            "dilation": dilation, "groups": channels})
     mask = np.pad(np.ones(shape[-2:]), list(pads), constant_values=1.0 if include_pad else 0.0)
     count = _window_values(mask, kernel, stride, dilation).sum(-1)
-    _affine(b, node, summed, scale=1.0 / count[None])
+    _affine(b, summed, scale=1.0 / count[None], out=node.output[0])
 
 
 # --- activations ----------------------------------------------------------------------------
@@ -317,6 +318,102 @@ def _avgpool(b, node):
 @converter("Relu", "Sigmoid", "Tanh")
 def _activation(b, node):
     b.emit(node.op_type.lower(), [node.input[0]], node.output[0])
+
+
+# Piecewise-linear activations are rewritten exactly into ReLUs and affine ops, so that bound
+# propagation, slope optimisation and ReLU branching apply to them unchanged.
+
+def _add_vars(b, x: str, y: str, sign: int = 1, out=None) -> str:
+    rank = max(len(b.shape(x)), len(b.shape(y)))
+    return b.emit("add", [_lift_rank(b, x, rank), _lift_rank(b, y, rank)], out, attrs={"sign": sign})
+
+
+def _relu(b, x: str) -> str:
+    return b.emit("relu", [x])
+
+
+def _leaky(b, x: str, slope, out) -> str:
+    """slope * x + (1 - slope) * relu(x): x where x >= 0, slope * x below."""
+    slope = np.asarray(slope, dtype=np.float64)
+    return _add_vars(b, _affine(b, x, scale=slope), _affine(b, _relu(b, x), scale=1.0 - slope), out=out)
+
+
+@converter("LeakyRelu")
+def _leaky_relu(b, node):
+    _leaky(b, node.input[0], _attrs(node).get("alpha", 0.01), node.output[0])
+
+
+@converter("PRelu")
+def _prelu(b, node):
+    if not b.is_const(node.input[1]):
+        b.fail("PRelu with a variable slope is not supported")
+    _leaky(b, node.input[0], b.const(node.input[1]), node.output[0])
+
+
+@converter("Abs")
+def _abs(b, node):
+    x = node.input[0]
+    _add_vars(b, _affine(b, _relu(b, x), scale=np.float64(2.0)), x, sign=-1, out=node.output[0])
+
+
+def _clip(b, x: str, low, high, out) -> str:
+    """min(max(x, low), high) = low + relu(x - low) - relu(x - high), either bound optional."""
+    if low is None and high is None:
+        b.aliases[out] = b.resolve(x)
+        return out
+    if high is None:
+        return _affine(b, _relu(b, _affine(b, x, shift=-low)), shift=low, out=out)
+    above = _relu(b, _affine(b, x, shift=-high))
+    if low is None:
+        return _add_vars(b, x, above, sign=-1, out=out)
+    if low > high:
+        b.fail("Clip with min above max is not supported")
+    inside = _add_vars(b, _relu(b, _affine(b, x, shift=-low)), above, sign=-1)
+    return _affine(b, inside, shift=low, out=out)
+
+
+def _scalar(b, node, index: int, attr: str):
+    """A scalar operand given as input `index` (newer opsets) or attribute `attr` (older)."""
+    value = _optional(b, node, index)
+    if value is None:
+        value = _attrs(node).get(attr)
+    return None if value is None else np.float64(np.asarray(value).reshape(-1)[0])
+
+
+@converter("Clip")
+def _clip_node(b, node):
+    _clip(b, node.input[0], _scalar(b, node, 1, "min"), _scalar(b, node, 2, "max"), node.output[0])
+
+
+@converter("HardSigmoid")
+def _hard_sigmoid(b, node):
+    a = _attrs(node)
+    scaled = _affine(b, node.input[0], scale=np.float64(a.get("alpha", 0.2)), shift=np.float64(a.get("beta", 0.5)))
+    _clip(b, scaled, np.float64(0.0), np.float64(1.0), node.output[0])
+
+
+@converter("Max", "Min")
+def _max_min(b, node):
+    """Operands folded pairwise, the last pair writing the node's output."""
+    names = [n for n in node.input if n]
+    result = names[0]
+    for k, other in enumerate(names[1:]):
+        out = node.output[0] if k == len(names) - 2 else None
+        result = _max_min_pair(b, result, other, node.op_type == "Max", out)
+    if len(names) == 1:
+        b.aliases[node.output[0]] = b.resolve(result)
+
+
+def _max_min_pair(b, x: str, y: str, is_max: bool, out) -> str:
+    """max(x, y) = y + relu(x - y); min(x, y) = x - relu(x - y)."""
+    if b.is_const(x):
+        x, y = y, x
+    if b.is_const(y):
+        c = b.const(y).astype(np.float64)
+        excess = _relu(b, _affine(b, x, shift=-c))
+        return _affine(b, excess, shift=c, out=out) if is_max else _add_vars(b, x, excess, sign=-1, out=out)
+    excess = _relu(b, _add_vars(b, x, y, sign=-1))
+    return _add_vars(b, y, excess, out=out) if is_max else _add_vars(b, x, excess, sign=-1, out=out)
 
 
 # --- shape ops ------------------------------------------------------------------------------
