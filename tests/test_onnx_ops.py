@@ -125,6 +125,12 @@ def _transpose_default_perm(b):
     return b.add("Transpose", [b.input])
 
 
+def _recombined(b, parts):
+    """The parts of a split, each through a different op, concatenated back."""
+    ops = ["Relu", "Neg", "Sigmoid"]
+    return b.add("Concat", [b.add(ops[k % 3], [p]) for k, p in enumerate(parts)], axis=1 if len(parts) == 3 else -1)
+
+
 HAND_BUILT = {  # name: (input shape, opset, body)
     "flatten_axis_rank": ([1, 2, 3, 4], 13, _flatten_axis_rank),
     "flatten_axis_zero": ([1, 2, 3, 4], 13, _flatten_axis_zero),
@@ -165,6 +171,12 @@ HAND_BUILT = {  # name: (input shape, opset, body)
         "Max", [b.input, b.add("Neg", [b.input]), b.const(np.array([0.1, -0.2, 0.3]))])),
     "min_of_constant_and_variable": ([1, 4], 13, lambda b: b.add(
         "Min", [b.const(np.array([[0.5], [0.0]])), b.input])),
+    # Split: sizes as an input, as an attribute, or equal parts; the outputs recombined
+    "split_sizes_input": ([1, 6, 2], 13, lambda b: _recombined(b, b.add(
+        "Split", [b.input, b.ints([1, 3, 2])], outputs=3, axis=1))),
+    "split_opset11_attribute": ([1, 2, 5], 11, lambda b: _recombined(b, b.add(
+        "Split", [b.input], outputs=2, axis=-1, split=[4, 1]))),
+    "split_equal_parts": ([1, 6], 13, lambda b: _recombined(b, b.add("Split", [b.input], outputs=3, axis=1))),
 }
 
 
@@ -327,6 +339,10 @@ def _concat_with_constant(b):
     return b.add("Concat", [b.input, b.const(np.ones((1, 2)))], axis=1, name="bad_concat_const")
 
 
+def _split_sizes_mismatch(b):
+    return b.add("Split", [b.input, b.ints([1, 2])], outputs=2, axis=1, name="bad_split")[0]
+
+
 MISTAKES = {  # on an input of shape (1, 4); the node named bad_* is at fault
     "matmul_inner_mismatch": _matmul_inner_mismatch,
     "gemm_mismatch": _gemm_mismatch,
@@ -338,6 +354,7 @@ MISTAKES = {  # on an input of shape (1, 4); the node named bad_* is at fault
     "division_by_variable": _division_by_variable,
     "matmul_of_variables": _matmul_of_variables,
     "concat_with_constant": _concat_with_constant,
+    "split_sizes_mismatch": _split_sizes_mismatch,
 }
 
 

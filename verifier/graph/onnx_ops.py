@@ -507,3 +507,30 @@ def _slice(b, node):
                               int(max(min(end, 2**62), -2**62))).indices(shape[axis])
         index[axis] = slice(start, max(start, end), step)
     b.emit("slice", [node.input[0]], node.output[0], attrs={"index": tuple(index)})
+
+
+@converter("Split")
+def _split(b, node):
+    """One slice per output along the axis: sizes given (input or attribute), else equal parts
+    (the last one smaller when the axis does not divide)."""
+    a = _attrs(node)
+    x = node.input[0]
+    shape = b.shape(x)
+    axis = a.get("axis", 0) % len(shape)
+    outputs = list(node.output)
+    sizes = _optional(b, node, 1)
+    if sizes is None:
+        sizes = a.get("split")
+    if sizes is None:
+        part = -(-shape[axis] // len(outputs))
+        sizes = [min(part, shape[axis] - k * part) for k in range(len(outputs))]
+    sizes = [int(s) for s in sizes]
+    if len(sizes) != len(outputs) or sum(sizes) != shape[axis] or min(sizes) < 0:
+        b.fail(f"shape mismatch: Split sizes {sizes} do not cut an axis of {shape[axis]} into {len(outputs)}")
+    start = 0
+    for out, size in zip(outputs, sizes):
+        index = [slice(None)] * len(shape)
+        index[axis] = slice(start, start + size, 1)
+        if out:
+            b.emit("slice", [x], out, attrs={"index": tuple(index)})
+        start += size
