@@ -339,6 +339,10 @@ def _concat_with_constant(b):
     return b.add("Concat", [b.input, b.const(np.ones((1, 2)))], axis=1, name="bad_concat_const")
 
 
+def _clip_min_above_max(b):
+    return b.add("Clip", [b.input, b.const(np.float32(1.0)), b.const(np.float32(0.0))], name="bad_clip")
+
+
 def _split_sizes_mismatch(b):
     return b.add("Split", [b.input, b.ints([1, 2])], outputs=2, axis=1, name="bad_split")[0]
 
@@ -355,6 +359,7 @@ MISTAKES = {  # on an input of shape (1, 4); the node named bad_* is at fault
     "matmul_of_variables": _matmul_of_variables,
     "concat_with_constant": _concat_with_constant,
     "split_sizes_mismatch": _split_sizes_mismatch,
+    "clip_min_above_max": _clip_min_above_max,
 }
 
 

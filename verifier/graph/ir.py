@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 if TYPE_CHECKING:
     import torch
 
@@ -115,7 +117,6 @@ class Graph:
 
 
 def _cast(value, dtype, device):
-    import numpy as np
     import torch
 
     if isinstance(value, np.ndarray):

@@ -361,13 +361,13 @@ def _clip(b, x: str, low, high, out) -> str:
     if low is None and high is None:
         b.aliases[out] = b.resolve(x)
         return out
+    if low is not None and high is not None and low > high:
+        b.fail("Clip with min above max is not supported")
     if high is None:
         return _affine(b, _relu(b, _affine(b, x, shift=-low)), shift=low, out=out)
     above = _relu(b, _affine(b, x, shift=-high))
     if low is None:
         return _add_vars(b, x, above, sign=-1, out=out)
-    if low > high:
-        b.fail("Clip with min above max is not supported")
     inside = _add_vars(b, _relu(b, _affine(b, x, shift=-low)), above, sign=-1)
     return _affine(b, inside, shift=low, out=out)
 

@@ -74,19 +74,13 @@ def _same(node, x):
 
 
 def _maxpool(node, x):
-    n_out = node.tensors["window"].shape[0]
-    channels = x[-3]
-    return (*x[:-2], *_pooled(x[-2:], node.attrs["kernel"], node.attrs["stride"], node.attrs["dilation"],
-                              node.attrs["torch_pads"], n_out // max(channels, 1)))
-
-
-def _pooled(spatial, kernel, stride, dilation, torch_pads, n_windows):
-    left, right, top, bottom = torch_pads
-    padded = (spatial[0] + top + bottom, spatial[1] + left + right)
-    out = tuple(window_count(padded[i], kernel[i], stride[i], dilation[i]) for i in range(2))
-    if min(out) < 1 or math.prod(out) != n_windows:
-        raise ValueError(f"a {kernel[0]}x{kernel[1]} window does not fit a {spatial[0]}x{spatial[1]} input")
-    return out
+    a = node.attrs
+    left, right, top, bottom = a["torch_pads"]
+    padded = (x[-2] + top + bottom, x[-1] + left + right)
+    out = [window_count(padded[i], a["kernel"][i], a["stride"][i], a["dilation"][i]) for i in range(2)]
+    if min(out) < 1:
+        raise ValueError(f"a {a['kernel'][0]}x{a['kernel'][1]} window does not fit a {x[-2]}x{x[-1]} input")
+    return (*x[:-2], *out)
 
 
 def _reshape(node, x):
