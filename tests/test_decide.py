@@ -1,9 +1,10 @@
-"""The two trusted decisions: sat only after replay, unsat only from float64 bounds with margin."""
+"""The two trusted decisions: sat only after onnxruntime replay, unsat only from float64 bounds
+beating each threshold by its float margin."""
 import numpy as np
 import pytest
 import torch
 
-from verifier.decide import RELATIVE_MARGIN, into_box_float32, refuted_disjuncts, violates
+from verifier.decide import into_box_float32, refuted_disjuncts, violates
 from verifier.spec.region import Disjunct, Region
 
 
@@ -44,21 +45,29 @@ def test_violates_needs_every_row_of_some_disjunct():
 def test_unsat_needs_float64_bounds():
     d = torch.zeros(1, dtype=torch.float64)
     owner = torch.zeros(1, dtype=torch.long)
+    eps = torch.zeros(1, dtype=torch.float64)
     with pytest.raises(TypeError):
-        refuted_disjuncts(torch.ones(1, 1, dtype=torch.float32), d, owner, 1)
+        refuted_disjuncts(torch.ones(1, 1, dtype=torch.float32), d, eps, owner, 1)
 
 
-def test_unsat_needs_a_margin_above_the_threshold():
+def test_unsat_needs_the_float_margins():
+    d = torch.zeros(1, dtype=torch.float64)
+    with pytest.raises(TypeError):
+        refuted_disjuncts(torch.ones(1, 1, dtype=torch.float64), d, None, torch.zeros(1, dtype=torch.long), 1)
+
+
+def test_unsat_needs_each_row_to_beat_its_threshold_by_its_margin():
     d = torch.tensor([2.0, -1.0], dtype=torch.float64)
+    eps = torch.tensor([1e-3, 0.5], dtype=torch.float64)
     owner = torch.tensor([0, 1])
-    barely = d + 0.1 * RELATIVE_MARGIN
-    clearly = d + 1e-3
-    assert not refuted_disjuncts(barely.unsqueeze(0), d, owner, 2).any()
-    assert refuted_disjuncts(clearly.unsqueeze(0), d, owner, 2).all()
+    barely = d + 0.9 * eps
+    clearly = d + 1.1 * eps
+    assert not refuted_disjuncts(barely.unsqueeze(0), d, eps, owner, 2).any()
+    assert refuted_disjuncts(clearly.unsqueeze(0), d, eps, owner, 2).all()
 
 
 def test_a_disjunct_is_refuted_by_any_one_of_its_rows():
     d = torch.zeros(3, dtype=torch.float64)
     owner = torch.tensor([0, 0, 1])
     lower = torch.tensor([[-1.0, 1.0, -1.0]], dtype=torch.float64)
-    assert refuted_disjuncts(lower, d, owner, 2).tolist() == [[True, False]]
+    assert refuted_disjuncts(lower, d, torch.zeros(3, dtype=torch.float64), owner, 2).tolist() == [[True, False]]

@@ -112,7 +112,7 @@ def test_bab_closes_a_fully_split_leaf_exactly(tmp_path, monkeypatch, offset, ex
     from test_leaf_lp import leaf_at, leaf_grid_minimum, small_net
     from verifier.attack.replay import OnnxRunner
     from verifier.bab import relu_split
-    from verifier.boundprop.optimize import Spec, relu_nodes
+    from verifier.boundprop.optimize import relu_nodes
     from verifier.options import Options
     from verifier.pipeline import Query
     from verifier.spec.region import Disjunct, Region
@@ -123,10 +123,9 @@ def test_bab_closes_a_fully_split_leaf_exactly(tmp_path, monkeypatch, offset, ex
     leaf_min = leaf_grid_minimum(graph, root, leaf, 401).item()
     threshold = leaf_min + offset
     region = Region(lo[0].numpy(), hi[0].numpy(), [Disjunct(np.ones((1, 1)), np.array([threshold]))])
-    spec = Spec(torch.ones(1, 1, dtype=torch.float64), torch.tensor([threshold], dtype=torch.float64),
-                torch.zeros(1, dtype=torch.long), 1)
     query = Query(load_onnx(tmp_path / "net.onnx"), [region], OnnxRunner(str(tmp_path / "net.onnx")),
                   Options(timeout=30, device="cpu"), time.monotonic())
+    spec = query.spec(region)
     monkeypatch.setattr(relu_split, "solve_leaf", lambda *a: ([None], [{}]))
     pre = {n.name: n.inputs[0] for n in relu_nodes(root)}
     outcome = relu_split._close_leaves(query, region, spec, root, leaf, pre)

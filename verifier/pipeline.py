@@ -16,6 +16,7 @@ from verifier.attack.pgd import pgd_candidates
 from verifier.boundprop.engine import crown, output_lower_bounds
 from verifier.boundprop.optimize import Spec
 from verifier.decide import confirm_counterexample, refuted_disjuncts
+from verifier.float_error import NoErrorRule, output_error, row_margins
 from verifier.options import Options
 from verifier.result import Result
 from verifier.runtime import exact_float_settings, keep_freed_memory, threads
@@ -38,18 +39,52 @@ class Query:
         self.options = options
         self.started = started
         self.deadline = started + options.timeout
+        self._float_errors: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+        self.notes: list[str] = []  # lines for stderr (e.g. why no unsat is possible)
 
     def check_time(self):
         if time.monotonic() > self.deadline:
             raise Deadline()
 
     def confirm(self, region: Region, x: np.ndarray):
-        """The only way to a sat verdict: onnxruntime and float64 replay of x."""
-        return confirm_counterexample(self.runner, self.graph64, region, x)
+        """The only way to a sat verdict: x, as float32 inside the box, violates in onnxruntime."""
+        return confirm_counterexample(self.runner, region, x)
 
     def refuted(self, lower: torch.Tensor, spec: Spec) -> torch.Tensor:
-        """(B, K): the only way to unsat: float64 lower bounds beating each disjunct."""
-        return refuted_disjuncts(lower, spec.d, spec.owner, spec.n_disjuncts)
+        """(B, K): the only way to unsat: float64 lower bounds beating each disjunct's
+        thresholds by the float margins."""
+        return refuted_disjuncts(lower, spec.d, spec.eps, spec.owner, spec.n_disjuncts)
+
+    def spec(self, region: Region, root_bounds: dict | None = None) -> Spec:
+        """The region's stacked rows with their float margins (see `margins`)."""
+        C, d, owner = stack_rows(region)
+        device = self.graph64.device
+        eps = self.margins(region, C, d, root_bounds)
+        return Spec(torch.as_tensor(C, device=device), torch.as_tensor(d, device=device),
+                    torch.as_tensor(owner, device=device), len(region.disjuncts),
+                    torch.as_tensor(eps, device=device))
+
+    def margins(self, region: Region, C: np.ndarray, d: np.ndarray, root_bounds: dict | None = None) -> np.ndarray:
+        """eps per row (verifier.float_error), from the float32 error bound of the region's box,
+        computed once per box from root bounds (CROWN's, computed here unless given): valid for
+        every sub-box and split of it."""
+        key = region.lo.tobytes() + region.hi.tobytes()
+        if key not in self._float_errors:
+            self._float_errors[key] = self._output_error(region, root_bounds)
+        return row_margins(*self._float_errors[key], C, d)
+
+    def _output_error(self, region: Region, root_bounds: dict | None):
+        graph = self.graph64
+        if root_bounds is None:
+            lo = torch.as_tensor(region.lo, dtype=torch.float64, device=graph.device).unsqueeze(0)
+            hi = torch.as_tensor(region.hi, dtype=torch.float64, device=graph.device).unsqueeze(0)
+            root_bounds = crown(graph, lo, hi, deadline_check=self.check_time).bounds
+        try:
+            return output_error(graph, region.lo, region.hi, root_bounds)
+        except NoErrorRule as reason:
+            self.notes.append(f"no unsat possible: {reason}")
+            infinite = np.full(graph.output_size, np.inf)
+            return infinite, infinite
 
     def result(self, verdict: str, stage: str, witness=None) -> Result:
         return Result(verdict, witness, time.monotonic() - self.started, stage)
@@ -80,9 +115,12 @@ def run(query: Query) -> Result:
     keep_freed_memory()
     try:
         with exact_float_settings():
-            return _stages(query)
+            result = _stages(query)
     except Deadline:
-        return query.result("timeout", "deadline")
+        result = query.result("timeout", "deadline")
+    if query.notes:
+        result.stage = "; ".join([result.stage, *dict.fromkeys(query.notes)])
+    return result
 
 
 def _stages(query: Query) -> Result:
@@ -141,7 +179,7 @@ _INPUT_SPLIT_MAX_DIM = 20
 def branch_and_bound(query: Query, region: Region):
     from verifier.bab.input_split import input_split_bab
 
-    spec = make_spec(region, query.graph64.device)
+    spec = query.spec(region)
     if _split_kind(query, region) == "input":
         outcome = input_split_bab(query, region, spec)
         outcome.note = outcome.note or f"input split ({outcome.domains} boxes)"
@@ -153,7 +191,7 @@ def branch_and_bound(query: Query, region: Region):
     region, sdp_note = sdp_stage(query, region, spec)  # low-rank SDP first, under a small budget
     if region is None:
         return BabOutcome("unsat", None, 0, sdp_note)
-    spec = make_spec(region, query.graph64.device)
+    spec = query.spec(region)
     outcome = relu_split_bab(query, region, spec)
     outcome.note = outcome.note or f"relu split ({outcome.domains} domains)"
     outcome.note = f"{sdp_note}; {outcome.note}" if sdp_note else outcome.note
@@ -168,12 +206,6 @@ def _split_kind(query: Query, region: Region) -> str:
     piecewise_linear = all(n.op not in ("sigmoid", "tanh") for n in query.graph64.nodes)
     free_inputs = int(np.count_nonzero(region.hi > region.lo))
     return "input" if free_inputs <= _INPUT_SPLIT_MAX_DIM or not piecewise_linear else "relu"
-
-
-def make_spec(region: Region, device) -> Spec:
-    C, d, owner = stack_rows(region)
-    return Spec(torch.as_tensor(C, device=device), torch.as_tensor(d, device=device),
-                torch.as_tensor(owner, device=device), len(region.disjuncts))
 
 
 def attack(query: Query, region: Region, restarts: int, steps: int, seed: int | None = None,
@@ -196,11 +228,11 @@ def attack(query: Query, region: Region, restarts: int, steps: int, seed: int | 
 def crown_proves(query: Query, region: Region) -> bool:
     """Plain CROWN in float64 refutes every disjunct of the region."""
     query.check_time()
-    spec = make_spec(region, query.graph64.device)
     graph = query.graph64
     lo = torch.as_tensor(region.lo, dtype=torch.float64, device=graph.device).unsqueeze(0)
     hi = torch.as_tensor(region.hi, dtype=torch.float64, device=graph.device).unsqueeze(0)
     state = crown(graph, lo, hi, deadline_check=query.check_time)
     query.check_time()
+    spec = query.spec(region, state.bounds)
     lower = output_lower_bounds(state, spec.C.unsqueeze(0))
     return bool(query.refuted(lower, spec).all())

@@ -251,7 +251,7 @@ def bound_domains(root: BoundState, spec: Spec, domains: Domains, iterations: in
 
 def _babsr_scores(state, spec, lower, splits, record):
     """How much each free unstable neuron's upper-relaxation intercept costs the open rows."""
-    open_rows = lower <= spec.d
+    open_rows = lower <= spec.threshold
     scores = {}
     for node in relu_nodes(state):
         l, u = state.bounds[node.inputs[0]]

@@ -19,28 +19,38 @@ from verifier.boundprop.engine import BoundState, adaptive_slopes, keep_where, o
 @dataclass
 class Spec:
     """Stacked output rows: C (m, n_out), thresholds d (m,), owner (m,) = disjunct index.
-    C may also be (B, m, n_out): rows of their own for each of B domains."""
+    C may also be (B, m, n_out): rows of their own for each of B domains. eps (m,): the float
+    margin each row's lower bound must beat d by for unsat (verifier.float_error); None in
+    specs that only steer a search (no unsat can come from them)."""
 
     C: torch.Tensor
     d: torch.Tensor
     owner: torch.Tensor
     n_disjuncts: int
+    eps: torch.Tensor | None = None
+
+    @property
+    def threshold(self) -> torch.Tensor:
+        """What each row's lower bound has to beat: d + eps."""
+        return self.d if self.eps is None else self.d + self.eps.to(self.d)
 
     def to(self, dtype: torch.dtype, raise_thresholds_by: float = 0.0) -> "Spec":
         """This spec in another precision, optionally with every threshold raised (a target for
         bounds that must later be certified with some room to spare)."""
-        return Spec(self.C.to(dtype), (self.d + raise_thresholds_by).to(dtype), self.owner, self.n_disjuncts)
+        return Spec(self.C.to(dtype), (self.d + raise_thresholds_by).to(dtype), self.owner, self.n_disjuncts,
+                    self.eps)
 
     def rows_of(self, k: int) -> torch.Tensor:
         return (self.owner == k).nonzero().flatten()
 
     def only_disjunct(self, k: int) -> "Spec":
         rows = self.rows_of(k)
-        return Spec(self.C[rows], self.d[rows], torch.zeros_like(rows), 1)
+        return Spec(self.C[rows], self.d[rows], torch.zeros_like(rows), 1,
+                    None if self.eps is None else self.eps[rows])
 
     def disjunct_margins(self, lower: torch.Tensor) -> torch.Tensor:
         """(B, K): the best row's (lower bound - threshold) for each disjunct."""
-        gap = lower - self.d
+        gap = lower - self.threshold
         out = gap.new_full((gap.shape[0], self.n_disjuncts), float("-inf"))
         return out.scatter_reduce(1, self.owner.expand_as(gap), gap, "amax")
 

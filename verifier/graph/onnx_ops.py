@@ -56,13 +56,16 @@ def _identity(b, node):
 
 # --- elementwise arithmetic ----------------------------------------------------------------
 
-def _affine(b, var: str, scale=None, shift=None, out=None) -> str:
-    """var * scale + shift, constants broadcast against var."""
+def _affine(b, var: str, scale=None, shift=None, out=None, rounding=None) -> str:
+    """var * scale + shift, constants broadcast against var. `rounding`: the magnitude of the
+    intermediate constants of the ONNX form, which float32 rounding error scales with."""
     tensors = {}
     if scale is not None:
         tensors["scale"] = np.asarray(scale, dtype=np.float64)
     if shift is not None:
         tensors["shift"] = np.asarray(shift, dtype=np.float64)
+    if rounding is not None:
+        tensors["rounding"] = np.asarray(rounding, dtype=np.float64)
     rank = max(np.ndim(t) for t in tensors.values())
     var = _lift_rank(b, var, rank)
     return b.emit("affine", [var], out, tensors=tensors)
@@ -110,8 +113,8 @@ def _batchnorm(b, node):
     gamma, beta, mean, var = (b.const(n).astype(np.float64) for n in node.input[1:5])
     scale = gamma / np.sqrt(var + a.get("epsilon", 1e-5))
     channel_shape = (-1,) + (1,) * (len(b.shape(x)) - 2)
-    _affine(b, x, scale=scale.reshape(channel_shape),
-            shift=(beta - mean * scale).reshape(channel_shape), out=node.output[0])
+    _affine(b, x, scale=scale.reshape(channel_shape), shift=(beta - mean * scale).reshape(channel_shape),
+            out=node.output[0], rounding=(np.abs(beta) + np.abs(mean * scale)).reshape(channel_shape))
 
 
 # --- linear layers ---------------------------------------------------------------------------

@@ -9,6 +9,15 @@ from __future__ import annotations
 
 import torch
 
+# float32 rounding: a result r is computed as r (1 + delta), |delta| <= UNIT_ROUNDOFF.
+UNIT_ROUNDOFF = 2.0 ** -24
+
+
+def gamma(n: int) -> float:
+    """Higham's gamma_n = n u / (1 - n u): a float32 sum of n products (any order, FMA or not)
+    is off by at most gamma_n times the sum of their magnitudes."""
+    return n * UNIT_ROUNDOFF / (1 - n * UNIT_ROUNDOFF)
+
 
 class Rule:
     nonlinear = False  # needs bounds on its input for a relaxation
@@ -21,6 +30,13 @@ class Rule:
 
     def backward(self, node, lam, state, alpha=None):
         raise NotImplementedError
+
+    def float_error(self, node, errors, magnitudes):
+        """A bound (B, *shape) on |float32 result - exact result| of this node as onnxruntime
+        computes it, from bounds on each input's error (errors[i]) and on the magnitude of each
+        float32 input (magnitudes[i] >= |exact input| + errors[i]). See verifier/float_error.py.
+        An op without this rule can never be part of an unsat answer."""
+        raise NotImplementedError(f"no float32 error rule for op '{node.op}'")
 
 
 class LinearRule(Rule):

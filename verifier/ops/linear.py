@@ -5,7 +5,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from verifier.ops.base import LinearRule, bias_of, lam_to_input_shape
+from verifier.ops.base import UNIT_ROUNDOFF, LinearRule, bias_of, gamma, lam_to_input_shape
 
 
 class MatMul(LinearRule):
@@ -26,6 +26,14 @@ class MatMul(LinearRule):
         W = node.tensors["W"]
         # one 2-D product: as a batched 3-D one it is 1.5x slower on CPU
         return [(lam.reshape(-1, W.shape[1]) @ W.T).reshape(*lam.shape[:-1], W.shape[0])], bias
+
+    def float_error(self, node, errors, magnitudes):
+        """Dot products of length k plus a bias: gamma_{k+2} (|W||x| + |b|) (one rounding more
+        for Gemm's alpha), plus the input error through |W|."""
+        (e,), (m,) = errors, magnitudes
+        bias = node.tensors["b"].abs() if "b" in node.tensors else 0.0
+        k = node.tensors["W"].shape[0]
+        return self.forward_abs(node, e) + gamma(k + 2) * (self.forward_abs(node, m) + bias)
 
 
 _CONV = {1: F.conv1d, 2: F.conv2d}
@@ -68,6 +76,15 @@ class Conv(LinearRule):
             bias = bias_of(lam, b)
         return [lam_in], bias
 
+    def float_error(self, node, errors, magnitudes):
+        """A convolution is a dot product per output (im2col): as MatMul, with k the size of a
+        window across the input channels of a group."""
+        (e,), (m,) = errors, magnitudes
+        nd = node.attrs["spatial_dims"]
+        bias = node.tensors["b"].abs().reshape(-1, *([1] * nd)) if "b" in node.tensors else 0.0
+        k = node.tensors["W"][0].numel()
+        return self.forward_abs(node, e) + gamma(k + 2) * (self.forward_abs(node, m) + bias)
+
 
 class Affine(LinearRule):
     """x * scale + shift with constant tensors broadcast against x (Mul, Div, Add, Sub, BN)."""
@@ -93,6 +110,20 @@ class Affine(LinearRule):
         scaled = lam * t["scale"] if "scale" in t else lam
         return [lam_to_input_shape(scaled, state.shape_of(node.inputs[0]))], bias
 
+    def float_error(self, node, errors, magnitudes):
+        """A product and a sum, each rounded, with room for the few more roundings of the ONNX
+        form it came from (BatchNormalization: (x - mean) / sqrt(var + eps) * gamma + beta, whose
+        intermediate constants the loader keeps as tensors['rounding']). The shift is
+        broadcast like the output."""
+        (e,), (m,) = errors, magnitudes
+        t = node.tensors
+        size = self.forward_abs(node, m)
+        if "shift" in t:
+            size = size + t["shift"].abs()
+        if "rounding" in t:
+            size = size + t["rounding"]
+        return self.forward_abs(node, e) + 4 * UNIT_ROUNDOFF * size
+
 
 class Add(LinearRule):
     """x + sign * y for two variable tensors (sign is +1 for Add, -1 for Sub)."""
@@ -117,3 +148,7 @@ class Add(LinearRule):
         lam_y = lam if node.attrs["sign"] > 0 else -lam
         return [lam_to_input_shape(lam, state.shape_of(x)),
                 lam_to_input_shape(lam_y, state.shape_of(y))], None
+
+    def float_error(self, node, errors, magnitudes):
+        (ex, ey), (mx, my) = errors, magnitudes
+        return ex + ey + UNIT_ROUNDOFF * (mx + my)

@@ -33,6 +33,9 @@ class MaxPool(Rule):
         y = F.max_pool2d(padded, a["kernel"], a["stride"], 0, a["dilation"], a["ceil_mode"])
         return y.reshape(*lead, *y.shape[1:])
 
+    def float_error(self, node, errors, magnitudes):
+        return self.forward(node, errors[0])  # exact, and 1-Lipschitz in the max norm
+
     def ibp(self, node, bounds):
         l, u = bounds
         shape = (l.shape[0], *node.shape)

@@ -24,6 +24,10 @@ class ShapeRule(Rule):
 
         return coefficients(0), constants(1), coefficients(2), constants(3)
 
+    def float_error(self, node, errors, magnitudes):
+        """Values are moved, not computed: errors move with them."""
+        return self.forward(node, *errors)
+
 
 class Reshape(ShapeRule):
     def forward(self, node, x):
@@ -81,6 +85,9 @@ class Pad(LinearRule):
 
     def forward_abs(self, node, r):
         return F.pad(r, self._torch_pads(node), value=0.0)
+
+    def float_error(self, node, errors, magnitudes):
+        return self.linear_part(node, errors[0])  # the padding value is exact
 
     def backward(self, node, lam, state, alpha=None):
         index = tuple(slice(b, lam.shape[2 + i] - e) for i, (b, e) in enumerate(node.attrs["pads"]))

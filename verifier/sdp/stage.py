@@ -30,7 +30,7 @@ def sdp_stage(query, region: Region, spec) -> tuple[Region | None, str]:
     if _size_estimate(graph, lo, hi) > MAX_VARIABLES:
         return region, ""
     try:
-        bounds = sdp_lower_bounds(graph, lo, hi, spec.C, spec.d, SolverOptions(time_limit=budget),
+        bounds = sdp_lower_bounds(graph, lo, hi, spec.C, spec.threshold, SolverOptions(time_limit=budget),
                                   max_variables=MAX_VARIABLES)
     except SdpUnsupported:
         return region, ""

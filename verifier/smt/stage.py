@@ -1,6 +1,6 @@
 """The exact stage: a region, or a BaB subdomain, decided by z3 (or by the MILP sibling).
 
-Decisions (see verifier.smt.margin for the margin rule):
+Decisions, with eps the rows' float margins (verifier.float_error, the rule every stage uses):
 - sat only through Query.confirm (onnxruntime and float64 replay) of a solver's model: first
   the model of the query relaxed by eps, then, if that does not replay, of the query
   strengthened by eps;
@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 from verifier.smt.encode import Decline, Encoding, encode, round_float32
-from verifier.smt.margin import row_margins
 from verifier.smt.milp import solve_milp
 from verifier.smt.z3_solver import SolveResult, solve_z3
 
@@ -54,7 +53,7 @@ def decide_domain(query, region, bounds: dict, C: np.ndarray, d: np.ndarray, own
         enc = encode(graph, numpy_bounds(bounds), lo, hi, C, d, owner, n_disjuncts, flat_splits)
     except Decline as reason:
         return ExactOutcome("unknown", note=f"smt declined: {reason}")
-    eps = row_margins(graph, bounds_for_margin(bounds), C, d)
+    eps = query.margins(region, C, d)
     outcome = _decide(query, region, enc, eps, backend)
     outcome.unstable = enc.n_unstable
     outcome.seconds = time.monotonic() - started
@@ -81,10 +80,6 @@ def thresholds(d: np.ndarray, shift: np.ndarray) -> np.ndarray:
     cheap for z3."""
     direction = np.sign(shift)
     return round_float32(np.nextafter(d + shift, direction * np.inf), direction)
-
-
-def bounds_for_margin(bounds: dict) -> dict:
-    return {k: (l[:1].detach().cpu().double(), u[:1].detach().cpu().double()) for k, (l, u) in bounds.items()}
 
 
 def _decide(query, region, enc: Encoding, eps: np.ndarray, backend: str) -> ExactOutcome:
@@ -126,6 +121,7 @@ def smt_region(query, region, backend: str = "milp") -> ExactOutcome:
     hi = torch.as_tensor(region.hi, dtype=torch.float64, device=graph.device).unsqueeze(0)
     state = crown(graph, lo, hi)
     C, d, owner = stack_rows(region)
+    query.margins(region, C, d, state.bounds)  # the float error from these root bounds
     return decide_domain(query, region, state.bounds, C, d, owner, len(region.disjuncts), backend=backend)
 
 
