@@ -131,17 +131,34 @@ def targeted_candidates(graph32, region, targets: Targets, restarts: int, steps:
                         seed: int = 0):
     """Yield candidate inputs (numpy float64) from `restarts` runs per target, started at
     uniform random points of the box."""
-    device, dtype = graph32.device, graph32.dtype
     gen = torch.Generator(device="cpu").manual_seed(seed)
+    lo = torch.as_tensor(region.lo, dtype=graph32.dtype, device=graph32.device)
+    hi = torch.as_tensor(region.hi, dtype=graph32.dtype, device=graph32.device)
+    target_of = torch.arange(len(targets)).repeat_interleave(restarts)
+    x = lo + (hi - lo) * torch.rand(len(target_of), lo.numel(), generator=gen).to(lo)
+    hinges = {name: q[target_of] for name, q in targets.coefficients.items()}
+    # every other run ignores the margin and only walks into the subdomain: where the hidden
+    # violation is a sliver (a corner pocket), the margin's pull away from it wins otherwise
+    margin_weight = (torch.arange(len(target_of)) % 2).to(lo)
+    yield from hinged_candidates(graph32, region, x, targets.which[target_of], hinges, steps, deadline,
+                                 margin_weight)
+
+
+def hinged_candidates(graph32, region, x, which, hinges: dict[str, torch.Tensor], steps: int, deadline: float,
+                      margin_weight: torch.Tensor | None = None):
+    """PGD from x (N, n) on disjunct `which` (N,) of the region, each run kept on the side of
+    its hinges (pre-activation name -> Q (N, size): |Q| relu(-sign(Q) pre) each): inside a
+    subdomain of sign constraints on neurons; margin_weight (N,): see pgd_steps. Yields
+    candidate inputs (numpy float64)."""
+    device, dtype = graph32.device, graph32.dtype
     lo = torch.as_tensor(region.lo, dtype=dtype, device=device)
     hi = torch.as_tensor(region.hi, dtype=dtype, device=device)
     C, d = disjunct_tensors(region, device, dtype)
-    target_of = torch.arange(len(targets)).repeat_interleave(restarts)
-    x = lo + (hi - lo) * torch.rand(len(target_of), lo.numel(), generator=gen).to(lo)
-    Q = {name: q[target_of].to(device, dtype) for name, q in targets.coefficients.items()}
+    Q = {name: q.to(device, dtype) for name, q in hinges.items()}
 
     def penalty(values):
         return sum((q.abs() * torch.relu(-torch.sign(q) * values[name].flatten(1))).sum(1) for name, q in Q.items())
 
-    yield from pgd_steps(graph32, C, d, targets.which[target_of].to(device), x, lo, hi, steps, deadline,
-                         penalty=penalty, snap_every=SNAP_EVERY)
+    yield from pgd_steps(graph32, C, d, which.to(device), x.to(device, dtype), lo, hi, steps, deadline,
+                         penalty=penalty, snap_every=SNAP_EVERY,
+                         margin_weight=None if margin_weight is None else margin_weight.to(device, dtype))
