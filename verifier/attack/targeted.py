@@ -66,8 +66,8 @@ def unit_scores(state, lams: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
 
 
 def choose_targets(graph32, state, C: torch.Tensor, owner: torch.Tensor, count: int) -> Targets | None:
-    """Up to `count` (row, unit) targets with the best scores (state: the root's CROWN bounds
-    of one box; C (m, n_out) and owner (m,) the spec's stacked rows)."""
+    """Up to `count` (row, unit) targets with the best scores, taken layer by layer (state: the
+    root's CROWN bounds of one box; C (m, n_out) and owner (m,) the spec's stacked rows)."""
     from verifier.boundprop.engine import output_lower_bounds
 
     nodes = activation_nodes(state.graph)
@@ -78,14 +78,29 @@ def choose_targets(graph32, state, C: torch.Tensor, owner: torch.Tensor, count: 
     if not nodes:
         return None
     flat = torch.cat([scores[n.name] for n in nodes], 1)  # (m, all units)
-    count = min(count, int(torch.isfinite(flat).sum()))
-    if count == 0:
+    best = _round_robin(flat, [scores[n.name].shape[1] for n in nodes], count)
+    if len(best) == 0:
         return None
-    best = flat.flatten().topk(count).indices
     rows, units = best // flat.shape[1], best % flat.shape[1]
     lam = torch.cat([record[n.name][0].flatten(1) for n in nodes], 1)
     sides = -torch.sign(lam[rows, units]).float()  # +1: raising the unit lowers the row's bound
     return Targets(owner[rows].to(torch.long), _hinge_coefficients(graph32, state, nodes, units, sides))
+
+
+def _round_robin(flat: torch.Tensor, sizes: list[int], count: int) -> torch.Tensor:
+    """Flat indices into flat (m, units) of up to `count` finite scores: each layer's best, then
+    each layer's second best, and so on, the layers nearest the output first. Scores are not
+    comparable across layers (a wide saturated layer outscores the one unit that matters)."""
+    ranked = []
+    for part, offset in zip(flat.split(sizes, 1), torch.tensor([0] + sizes[:-1]).cumsum(0)):
+        order = part.flatten().argsort(descending=True)
+        order = order[torch.isfinite(part.flatten()[order])][:count]
+        ranked.append((order // part.shape[1]) * flat.shape[1] + offset + order % part.shape[1])
+    ranked.reverse()
+    longest = max((len(r) for r in ranked), default=0)
+    padded = torch.stack([torch.cat([r, r.new_full((longest - len(r),), -1)]) for r in ranked], 1)
+    picks = padded.flatten()
+    return picks[picks >= 0][:count]
 
 
 def _hinge_coefficients(graph32, state, nodes, units, sides) -> dict[str, torch.Tensor]:
