@@ -256,10 +256,12 @@ def targeted_attack(query: Query, region: Region, state, seed: int):
     from verifier.attack.targeted import choose_targets, targeted_candidates
     from verifier.spec.region import stack_rows
 
-    C, _, owner = stack_rows(region)
     restarts = int(_TARGETED_BUDGET / (_TARGETED_STEPS * query.graph32.multiply_adds()))
+    if restarts < 1:  # a network this large gets no targeted runs
+        return None
+    C, _, owner = stack_rows(region)
     targets = choose_targets(query.graph32, state, torch.as_tensor(C), torch.as_tensor(owner),
-                             min(_TARGETS, max(1, restarts)))
+                             min(_TARGETS, restarts))
     if targets is None:
         return None
     per_target = max(1, restarts // len(targets))
