@@ -145,7 +145,7 @@ def _stages(query: Query) -> Result:
 def _attacks_and_crown(query: Query) -> Result | list[Region]:
     """A verdict, or the regions plain CROWN leaves open (no counterexample found)."""
     opts = query.options
-    with _attack_threads(query):
+    with attack_threads(query):
         for region in query.regions:
             witness = attack(query, region, restarts=min(16, opts.attack_restarts),
                              steps=min(30, opts.attack_steps), pool_budget=_POOL_BUDGET / 10,
@@ -159,7 +159,7 @@ def _attacks_and_crown(query: Query) -> Result | list[Region]:
             open_regions.append((region, state))
     if not open_regions:
         return query.result("unsat", "crown")
-    with _attack_threads(query):
+    with attack_threads(query):
         for i, (region, state) in enumerate(open_regions):
             witness = targeted_attack(query, region, state, seed=opts.seed + 1 + i)
             if witness is None:
@@ -169,7 +169,7 @@ def _attacks_and_crown(query: Query) -> Result | list[Region]:
     return [region for region, _ in open_regions]
 
 
-def _attack_threads(query: Query):
+def attack_threads(query: Query):
     small = query.graph32.multiply_adds() < _SMALL_MODEL
     return threads(1 if small else torch.get_num_threads())
 

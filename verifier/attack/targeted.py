@@ -156,15 +156,15 @@ def targeted_candidates(graph32, region, targets: Targets, restarts: int, steps:
     # violation is a sliver (a corner pocket), the margin's pull away from it wins otherwise
     margin_weight = (torch.arange(len(target_of)) % 2).to(lo)
     yield from hinged_candidates(graph32, region, x, targets.which[target_of], hinges, steps, deadline,
-                                 margin_weight)
+                                 margin_weight, SNAP_EVERY)
 
 
 def hinged_candidates(graph32, region, x, which, hinges: dict[str, torch.Tensor], steps: int, deadline: float,
-                      margin_weight: torch.Tensor | None = None):
+                      margin_weight: torch.Tensor | None = None, snap_every: int = 0):
     """PGD from x (N, n) on disjunct `which` (N,) of the region, each run kept on the side of
     its hinges (pre-activation name -> Q (N, size): |Q| relu(-sign(Q) pre) each): inside a
-    subdomain of sign constraints on neurons; margin_weight (N,): see pgd_steps. Yields
-    candidate inputs (numpy float64)."""
+    subdomain of sign constraints on neurons; margin_weight (N,) and snap_every: see pgd_steps.
+    Yields candidate inputs (numpy float64)."""
     device, dtype = graph32.device, graph32.dtype
     lo = torch.as_tensor(region.lo, dtype=dtype, device=device)
     hi = torch.as_tensor(region.hi, dtype=dtype, device=device)
@@ -175,5 +175,5 @@ def hinged_candidates(graph32, region, x, which, hinges: dict[str, torch.Tensor]
         return sum((q.abs() * torch.relu(-torch.sign(q) * values[name].flatten(1))).sum(1) for name, q in Q.items())
 
     yield from pgd_steps(graph32, C, d, which.to(device), x.to(device, dtype), lo, hi, steps, deadline,
-                         penalty=penalty, snap_every=SNAP_EVERY,
+                         penalty=penalty, snap_every=snap_every,
                          margin_weight=None if margin_weight is None else margin_weight.to(device, dtype))

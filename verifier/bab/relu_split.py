@@ -36,8 +36,8 @@ REFINE_SHARE = 0.5
 LAYER_SHARE = 0.4
 # PGD inside the open domains with the worst bounds, each round (attack functions below): this
 # many domains, runs of this many steps, at most this many multiply-adds a round.
-_PGD_DOMAINS = 16
-_PGD_STEPS = 50
+_PGD_DOMAINS = 8
+_PGD_STEPS = 20
 _PGD_BUDGET = 1e8
 _MEMORY_ELEMENTS = 2 ** 24  # per-domain tensors (alphas, betas, lams, Adam moments) budget
 # The float32 search aims this far (relative to the bounds' scale) above each threshold, so that
@@ -391,6 +391,7 @@ def _attack(query, region, spec, root, domains: Domains):
 
 def _pgd_in_worst_domains(query, region, spec, root, domains: Domains, corners):
     from verifier.attack.targeted import hinged_candidates
+    from verifier.pipeline import attack_threads
 
     count = min(_PGD_DOMAINS, len(domains),
                 int(_PGD_BUDGET / (_PGD_STEPS * query.graph32.multiply_adds())))
@@ -405,9 +406,11 @@ def _pgd_in_worst_domains(query, region, spec, root, domains: Domains, corners):
         sides = domains.splits[node.name][worst].flatten(1).to(torch.float32)
         hinges[node.inputs[0]] = sides / (u - l)[worst].flatten(1).clamp(min=1e-12).to(torch.float32)
     which = torch.zeros(count, dtype=torch.long)
-    for candidates in hinged_candidates(query.graph32, region, starts, which, hinges, _PGD_STEPS, query.deadline):
-        for x in candidates[:4]:
-            witness = query.confirm(region, x)
-            if witness is not None:
-                return witness
+    with attack_threads(query):
+        for candidates in hinged_candidates(query.graph32, region, starts, which, hinges, _PGD_STEPS,
+                                            query.deadline):
+            for x in candidates[:4]:
+                witness = query.confirm(region, x)
+                if witness is not None:
+                    return witness
     return None
