@@ -77,14 +77,14 @@ def choose_targets(graph32, state, C: torch.Tensor, owner: torch.Tensor, count: 
     nodes = [n for n in nodes if n.name in scores]
     if not nodes:
         return None
-    flat = torch.cat([scores[n.name] for n in nodes], 1)  # (m, all units)
+    flat = torch.cat([scores[n.name] for n in nodes], 1).cpu()  # (m, all units); targets are built on the CPU
     best = _round_robin(flat, [scores[n.name].shape[1] for n in nodes], count)
     if len(best) == 0:
         return None
     rows, units = best // flat.shape[1], best % flat.shape[1]
-    lam = torch.cat([record[n.name][0].flatten(1) for n in nodes], 1)
+    lam = torch.cat([record[n.name][0].flatten(1) for n in nodes], 1).cpu()
     sides = -torch.sign(lam[rows, units]).float()  # +1: raising the unit lowers the row's bound
-    return Targets(owner[rows].to(torch.long), _hinge_coefficients(graph32, state, nodes, units, sides))
+    return Targets(owner.cpu()[rows].to(torch.long), _hinge_coefficients(graph32, state, nodes, units, sides))
 
 
 def _round_robin(flat: torch.Tensor, sizes: list[int], count: int) -> torch.Tensor:
@@ -107,7 +107,7 @@ def _hinge_coefficients(graph32, state, nodes, units, sides) -> dict[str, torch.
     """Q (T, size) per pre-activation for the targets (flat indices over the units of `nodes`,
     with their sides): the target's own hinge and its feeders', weighted by the direct affine
     weights, all in units of the target pre-activation's range."""
-    bounds = [tuple(t[0].flatten().float() for t in state.bounds[n.inputs[0]]) for n in nodes]
+    bounds = [tuple(t[0].flatten().float().cpu() for t in state.bounds[n.inputs[0]]) for n in nodes]
     ranges = torch.cat([(u - l).clamp(min=1e-12) for l, u in bounds])
     unstable = [((l < 0) & (u > 0)).float() for l, u in bounds]
     scale = sides / ranges[units]  # (T,)
