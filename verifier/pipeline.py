@@ -41,6 +41,7 @@ class Query:
         self.deadline = started + options.timeout
         self._float_errors: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
         self.notes: list[str] = []  # lines for stderr (e.g. why no unsat is possible)
+        self.progress = "start"  # the stage running (with its tree size): a timeout's stage
 
     def check_time(self):
         if time.monotonic() > self.deadline:
@@ -117,7 +118,7 @@ def run(query: Query) -> Result:
         with exact_float_settings():
             result = _stages(query)
     except Deadline:
-        result = query.result("timeout", "deadline")
+        result = query.result("timeout", f"deadline in {query.progress}")
     if query.notes:
         result.stage = "; ".join([result.stage, *dict.fromkeys(query.notes)])
     return result
@@ -127,6 +128,8 @@ def _stages(query: Query) -> Result:
     opts = query.options
     if opts.method == "smt":  # the exact stage alone (HiGHS proposes, z3 proves), nothing before it
         from verifier.smt.stage import smt_stage
+
+        query.progress = "smt"
         return smt_stage(query)
     outcome = _attacks_and_crown(query)
     if isinstance(outcome, Result):
@@ -137,6 +140,7 @@ def _stages(query: Query) -> Result:
 def _attacks_and_crown(query: Query) -> Result | list[Region]:
     """A verdict, or the regions plain CROWN leaves open (no counterexample found)."""
     opts = query.options
+    query.progress = "attack"
     with _attack_threads(query):
         for region in query.regions:
             witness = attack(query, region, restarts=min(16, opts.attack_restarts),
@@ -144,9 +148,11 @@ def _attacks_and_crown(query: Query) -> Result | list[Region]:
                              pgd_budget=_PGD_BUDGET / 5)
             if witness is not None:
                 return query.result("sat", "attack", witness)
+    query.progress = "crown"
     open_regions = [r for r in query.regions if not crown_proves(query, r)]
     if not open_regions:
         return query.result("unsat", "crown")
+    query.progress = "attack"
     with _attack_threads(query):
         for i, region in enumerate(open_regions):
             witness = attack(query, region, opts.attack_restarts, opts.attack_steps, seed=opts.seed + 1 + i)
@@ -188,6 +194,7 @@ def branch_and_bound(query: Query, region: Region):
     from verifier.bab.relu_split import relu_split_bab
     from verifier.sdp.stage import sdp_stage
 
+    query.progress = "sdp"
     region, sdp_note = sdp_stage(query, region, spec)  # low-rank SDP first, under a small budget
     if region is None:
         return BabOutcome("unsat", None, 0, sdp_note)
