@@ -21,15 +21,18 @@ _FORWARD_SLACK = 0.1  # relative loss of root margin accepted for forward-mode b
 # Forward mode's tree was 5 to 50 times CROWN's on 2-input networks (tllverifybench), and a
 # hundred times on ACAS Xu; take its looser bounds only where CROWN costs a box this many times
 # more multiply-adds (counted by the cost model below, never timed: a timing probe sent runs to
-# forward mode whenever the machine hiccuped). Model ratios (16 probe boxes; 1 for N=24, whose
-# root pass exceeds the probe's budget) beside per-box time ratios timed on the idle 2-core CPU:
-#   ACAS Xu 6x50:                 17-29      time ~10     CROWN (forward mode: ~100x the tree)
-#   tllverifybench N=8 (2 in):    19-24      time ~4      CROWN
-#   tllverifybench N=24 (2 in):   520-540    time ~150    forward (runs 11-16 s -> 3-5 s)
+# forward mode whenever the machine hiccuped). Model ratios on 16 probe boxes (the root alone for
+# N=24, whose root pass passes the probe's budget), beside the per-box time ratios that the old
+# probe measured on the idle 2-core CPU (on a busy one they ranged from 0.6 to 430 on ACAS Xu):
+#   ACAS Xu (5 inputs, 6x50), all 26 rows:    2-30       time ~10     CROWN (forward: ~100x the tree)
+#   tllverifybench N=8 (2 inputs):            19-24      time ~4      CROWN
+#   tllverifybench N=24 (2 inputs):           520-540    time ~150    forward (runs 11-16 s -> 3-5 s)
 _FORWARD_COST_RATIO = 80
-# ...or this many times more where forward mode loses little against CROWN at the root
-# (was a time ratio of 4; ACAS Xu's time ratio is 2 to 3 times below its model ratio)
-_FORWARD_COST_RATIO_CLOSE = 10
+# ...or this many times more where forward mode loses little against CROWN at the root: its tree
+# is then hardly larger (vdp_0: 6,497 boxes against 6,471; gcas_3: 87 against 85; lunarlander
+# safe_12: 41 both) and the runs faster (busy machine: 14 s against 30, 3.3 against 6.1, 3.5
+# against 8.5; model ratios 8.8, 2.3, 3.9)
+_FORWARD_COST_RATIO_CLOSE = 2
 _PROBE_BOXES = 16  # boxes tiling the root whose unstable neurons estimate CROWN's rows per box
 _PROBE_MULTIPLY_ADDS = 2e8  # the most the probe may cost (by the model); else the root stands in
 _PGD_BOXES = 64  # boxes attacked by PGD per round
