@@ -51,6 +51,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--cold", action="store_true", help="start each instance as `python cli.py verify`, "
                    "start-up (~2 s of torch import) included, as VNN-COMP times tools; default: workers "
                    "forked from a process that imported torch once")
+    r.add_argument("--ray", nargs="?", const="", metavar="ADDRESS", help="run each instance as a Ray task on "
+                   "the cluster at ADDRESS (e.g. ray://head:10001 or auto); without ADDRESS, Ray starts locally")
+    r.add_argument("--cpus-per-task", type=int, help="CPU threads of each instance (Ray: CPUs reserved per task; "
+                   "default 1 there, the cores divided by --jobs locally)")
+    r.add_argument("--device", choices=["cpu", "cuda"], help="device of every instance (default: the "
+                   "verifier's, CUDA where present); with --ray, cuda reserves one GPU per task")
+    r.add_argument("--memory-limit", type=float, metavar="GB", help="kill an instance whose memory passes "
+                   "this (reported as error: out of memory); default: the RAM divided by --jobs (on Ray: a "
+                   "node's RAM divided among its CPUs, times --cpus-per-task)")
+    r.add_argument("--resume", action="store_true", help="keep the rows already in --out and run only the "
+                   "others (after an interrupted or killed run)")
 
     s = sub.add_parser("soundness", help="soundness sets with hidden planted counterexamples: generate, check")
     s_sub = s.add_subparsers(dest="soundness_command", required=True)
@@ -165,13 +176,15 @@ def cmd_bounds(args) -> int:
 
 def cmd_bench(args) -> int:
     from verifier.bench import bench
-    from verifier.bench.runner import COLD_COMMAND
+    from verifier.bench.runner import cold_command
 
     try:
         bench(args.instances, root=args.root, timeout_cap=args.timeout_cap, out=args.out, plot=args.plot,
-              name_filter=args.filter, jobs=args.jobs, command=COLD_COMMAND if args.cold else None)
+              name_filter=args.filter, jobs=args.jobs, command=cold_command(args.device) if args.cold else None,
+              ray=args.ray, cpus_per_task=args.cpus_per_task, device=args.device,
+              memory_limit=args.memory_limit, resume=args.resume)
     except KeyboardInterrupt:
-        print(f"interrupted: the finished instances are in {args.out}", file=sys.stderr)
+        print(f"interrupted: the finished instances are in {args.out} (--resume runs the others)", file=sys.stderr)
         return 130
     return 0
 

@@ -6,9 +6,11 @@ thread pool exists yet when it forks. Each worker starts its own session (proces
 runner can kill it with everything it started, exactly as it does a `cli.py verify` subprocess."""
 from __future__ import annotations
 
+import ctypes
 import functools
 import multiprocessing
 import os
+import signal
 import time
 
 # The modules a verify run needs; importing them once in the server is the whole saving (the
@@ -45,6 +47,7 @@ def verify_in_worker(cli_args: list[str], threads: int | None = None) -> None:
     output discarded (the verdict goes to the --out file), exiting as cli.py does."""
     started = time.monotonic()
     os.setsid()
+    _die_with_parent()
     if threads is not None:
         import torch
 
@@ -55,3 +58,15 @@ def verify_in_worker(cli_args: list[str], threads: int | None = None) -> None:
     from verifier.cli import main_and_exit
 
     main_and_exit(["verify", *cli_args], started=started)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """SIGKILL this worker when the server that forked it ends, which it does when the bench that
+    started it ends, even by SIGKILL: no orphan keeps computing a row nobody will record (Linux)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
