@@ -236,6 +236,42 @@ def test_hung_warm_worker_is_killed_with_its_children(tmp_path, monkeypatch):
     assert _dies_within(grandchild, seconds=3), "the warm worker's own children must die with it"
 
 
+def hang_until_the_bench_dies(cli_args, threads=None):
+    """Stands in for warm.verify_in_worker, with its start (own group, dies with the server)."""
+    import os
+    from verifier.bench import warm
+
+    os.setsid()
+    warm._die_with_parent()
+    Path(cli_args[1]).with_suffix(".pid").write_text(str(os.getpid()))
+    time.sleep(1000)
+
+
+def test_warm_workers_die_with_a_sigkilled_bench(tmp_path):
+    """No orphan keeps computing a row nobody will record: once the bench is SIGKILLed, its warm
+    server ends, and so does the worker (its parent-death signal)."""
+    csv_path = make_suite(tmp_path / "suite", [["onnx/n.onnx", "hang_1.vnnlib", "300"]])
+    script = ("import sys; sys.path.insert(0, {tests!r})\n"
+              "import test_bench\nfrom verifier.bench import bench, warm\n"
+              "warm.verify_in_worker = test_bench.hang_until_the_bench_dies\n"
+              "bench({csv!r}, out={out!r}, progress=False)\n").format(
+        tests=str(Path(__file__).parent), csv=str(csv_path), out=str(tmp_path / "results.csv"))
+    bench_process = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.DEVNULL)
+    pid_file = tmp_path / "suite" / "hang_1.pid"
+    try:
+        deadline = time.monotonic() + 60
+        while not _text(pid_file) and time.monotonic() < deadline and bench_process.poll() is None:
+            time.sleep(0.05)
+        assert _text(pid_file), "the worker never started"
+    finally:
+        bench_process.kill()
+        bench_process.wait()
+    worker = int(_text(pid_file))
+    if not _dies_within(worker, seconds=20):
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail("the warm worker outlived its bench")
+
+
 def _dies_within(pid: int, seconds: float) -> bool:
     """SIGKILL is delivered asynchronously: give a loaded machine a moment to carry it out."""
     deadline = time.monotonic() + seconds
