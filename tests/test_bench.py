@@ -236,6 +236,28 @@ def test_hung_warm_worker_is_killed_with_its_children(tmp_path, monkeypatch):
     assert _dies_within(grandchild, seconds=3), "the warm worker's own children must die with it"
 
 
+def sigkill_bench_once_a_worker_runs(script: str, pid_file: Path) -> int:
+    """Runs the bench script in a process of its own, SIGKILLs it once a worker has written its pid
+    to pid_file, and returns that pid."""
+    bench_process = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not _text(pid_file) and time.monotonic() < deadline and bench_process.poll() is None:
+            time.sleep(0.05)
+        assert _text(pid_file), "the worker never started"
+    finally:
+        bench_process.kill()
+        bench_process.wait()
+    return int(_text(pid_file))
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
+
+
 def hang_until_the_bench_dies(cli_args, threads=None):
     """Stands in for warm.verify_in_worker, with its start (own group, dies with the server)."""
     import os
@@ -256,17 +278,7 @@ def test_warm_workers_die_with_a_sigkilled_bench(tmp_path):
               "warm.verify_in_worker = test_bench.hang_until_the_bench_dies\n"
               "bench({csv!r}, out={out!r}, progress=False)\n").format(
         tests=str(Path(__file__).parent), csv=str(csv_path), out=str(tmp_path / "results.csv"))
-    bench_process = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.DEVNULL)
-    pid_file = tmp_path / "suite" / "hang_1.pid"
-    try:
-        deadline = time.monotonic() + 60
-        while not _text(pid_file) and time.monotonic() < deadline and bench_process.poll() is None:
-            time.sleep(0.05)
-        assert _text(pid_file), "the worker never started"
-    finally:
-        bench_process.kill()
-        bench_process.wait()
-    worker = int(_text(pid_file))
+    worker = sigkill_bench_once_a_worker_runs(script, tmp_path / "suite" / "hang_1.pid")
     if not _dies_within(worker, seconds=20):
         os.kill(worker, signal.SIGKILL)
         pytest.fail("the warm worker outlived its bench")
@@ -376,17 +388,8 @@ def test_resume_after_sigkill_runs_only_the_missing_rows(tmp_path, fake_command)
     out = tmp_path / "results.csv"
     script = (f"from verifier.bench import bench; bench({str(csv_path)!r}, out={str(out)!r}, "
               f"command={fake_command!r}, progress=False)")
-    bench_process = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.DEVNULL)
-    marker = folder / "hangonce_4.vnnlib.once"
-    try:
-        deadline = time.monotonic() + 60
-        while not _text(marker) and time.monotonic() < deadline and bench_process.poll() is None:
-            time.sleep(0.05)
-        assert _text(marker), "row 4 never started"
-    finally:
-        bench_process.kill()
-        bench_process.wait()
-    os.kill(int(_text(marker)), signal.SIGKILL)  # the orphaned worker of row 4 (its own session)
+    worker = sigkill_bench_once_a_worker_runs(script, folder / "hangonce_4.vnnlib.once")
+    os.kill(worker, signal.SIGKILL)  # the orphaned worker of row 4 (its own session)
     with open(out, newline="") as f:
         assert [r["vnnlib"] for r in csv.DictReader(f)] == ["sat_1.vnnlib", "unsat_2.vnnlib", "sat_3.vnnlib"]
 
@@ -397,13 +400,6 @@ def test_resume_after_sigkill_runs_only_the_missing_rows(tmp_path, fake_command)
     assert [o.verdict for o in outcomes] == ["sat", "unsat", "sat", "unsat", "unsat", "sat"]
     assert [runs_of(folder, f"{name}.vnnlib") for name in RESUME_ROWS] == [1, 1, 1, 2, 1, 1]
     assert "3 kept from an earlier run" in text
-
-
-def _text(path: Path) -> str:
-    try:
-        return path.read_text()
-    except FileNotFoundError:
-        return ""
 
 
 def test_resume_drops_a_row_cut_short_and_keeps_repeated_rows_apart(tmp_path, fake_command):

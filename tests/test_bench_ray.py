@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import onnx_factory as factory
-from test_bench import FAKE_VERIFIER, make_suite, run_bench
+from test_bench import fake_command, make_suite, run_bench  # noqa: F401  (fake_command: a fixture)
 
 ray = pytest.importorskip("ray")
 
@@ -26,14 +26,6 @@ def local_ray():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
-
-
-@pytest.fixture
-def fake_command(tmp_path):
-    script = tmp_path / "fake_verifier.py"
-    script.write_text(FAKE_VERIFIER)
-    return (sys.executable, str(script), "verify", "{onnx}", "{vnnlib}",
-            "--timeout", "{timeout}", "--out", "{out}")
 
 
 def tiny_suite(folder: Path) -> Path:
