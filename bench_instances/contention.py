@@ -73,6 +73,13 @@ def run_row(folder: Path, row: dict[str, str], timeout: float) -> tuple[str, str
     return verdict, stage, seconds
 
 
+def run_logged(folder: Path, row: dict[str, str], timeout: float, label: str) -> tuple[str, str, float]:
+    """run_row under min(timeout, the row's), with a line on stderr once it ends."""
+    verdict, stage, seconds = run_row(folder, row, min(timeout, float(row["timeout"])))
+    print(f"{label}: {row['onnx']} {row['vnnlib']}: {verdict} ({stage}) in {seconds:.1f} s", file=sys.stderr, flush=True)
+    return verdict, stage, seconds
+
+
 class BurstyLoad:
     """Short busy processes started in bursts from a thread, until stop()."""
 
@@ -119,9 +126,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: {args.csv}: file not found")
     rows = select_rows(args.csv, args.row or list(DEFAULT_ROWS))
     warm.start_server()
-    alone = [run_row(args.csv.parent, row, min(args.timeout, float(row["timeout"]))) for row in rows]
+    alone = [run_logged(args.csv.parent, row, args.timeout, "alone") for row in rows]
     with BurstyLoad(args.load, args.seed) as load:
-        loaded = [run_row(args.csv.parent, row, min(args.timeout, float(row["timeout"]))) for row in rows]
+        loaded = [run_logged(args.csv.parent, row, args.timeout, "loaded") for row in rows]
     print(format_table(["row", "verdict alone", "s alone", "path alone", "verdict loaded", "s loaded",
                         "path loaded", "same", "slowdown"],
                        [table_row(row, a, b) for row, a, b in zip(rows, alone, loaded)]))
