@@ -4,23 +4,22 @@ Every unsat answer covers both: no input of the box violates the property in the
 network, and no float32 input of the box violates it in the float32 network that onnxruntime
 runs. Each op bounds the float32 rounding of its own result (`Rule.float_error` with no input
 error, beside its other rules in verifier/ops/), by forward error analysis (Higham, Thm 3.5):
-a float32 dot product of length n with a bias is off by at most gamma_{n+2} (|w|.|x| + |b|)
-whatever the summation order (one rounding more for Gemm's alpha); ReLU, MaxPool and the
+a float32 dot product of length n with a bias is off by at most gamma_{n+1} (|w|.|x| + |b|)
+whatever the summation order (we take gamma_{n+3}: Gemm's alpha, and the rounding of weights
+into which onnxruntime folds a following BatchNormalization); ReLU, MaxPool and the
 shape ops are exact; sigmoid and tanh add onnxruntime's approximation error. Magnitudes come
 from valid bounds of the node's inputs. Matmuls the loader merged keep the rounding terms of
 the chain onnxruntime computes (a merged product would hide the rounding of large
 intermediate values that cancel later).
 
 Two uses:
-- `local_rounding` gives each node's bound r, times SAFETY (2: room for onnxruntime's own
-  fusions, such as a BatchNormalization folded into the convolution before it, whose weights
-  are then rounded once more). Bound propagation (verifier/boundprop) treats r as a
+- `local_rounding` gives each node's bound r. Bound propagation (verifier/boundprop) treats r as a
   perturbation of the node's result, so its bounds hold for the real network and the
   float32 one alike, and cancellation is accounted for as CROWN accounts for it.
 - `output_error` pushes the errors forward through the graph (|W| times the input error, plus
   r) to a bound e on |y32 - y| per output: what the exact stages need, which decide the
   real-valued network (z3, the SDP). It compounds with depth, so these stages only decide
-  where eps = SAFETY |C| e is small.
+  where eps = |C| e is small.
 `row_margins` adds the float64 floor RELATIVE_FLOOR (1 + |d| + |C| |y|) for the rounding of
 the bound computation itself.
 """
@@ -35,7 +34,6 @@ from verifier.graph.ir import Graph
 from verifier.ops import RULES
 from verifier.ops.base import Rule
 
-SAFETY = 2.0
 RELATIVE_FLOOR = 1e-6
 
 
@@ -64,7 +62,7 @@ def charging_rounding() -> bool:
 
 
 def local_rounding(node, magnitudes: list[torch.Tensor]) -> torch.Tensor | None:
-    """SAFETY times the float32 rounding bound of the node's result (B, *shape), from bounds
+    """The float32 rounding bound of the node's result (B, *shape), from bounds
     on its inputs' magnitudes; None for exact ops and for ops with no rule (see
     missing_error_rules)."""
     rule = RULES[node.op]
@@ -74,7 +72,7 @@ def local_rounding(node, magnitudes: list[torch.Tensor]) -> torch.Tensor | None:
         r = rule.float_error(node, [torch.zeros_like(m) for m in magnitudes], magnitudes)
     except NotImplementedError:
         return None
-    return SAFETY * torch.as_tensor(r, dtype=magnitudes[0].dtype, device=magnitudes[0].device)
+    return torch.as_tensor(r, dtype=magnitudes[0].dtype, device=magnitudes[0].device)
 
 
 def missing_error_rules(graph: Graph) -> list[str]:
@@ -130,7 +128,7 @@ def row_margins(error: np.ndarray, magnitude: np.ndarray, C: np.ndarray, d: np.n
     """eps per spec row for the exact stages, which decide the real-valued network (see the
     module docstring); C (m, n_out), d (m,)."""
     absC = np.abs(np.asarray(C, dtype=np.float64))
-    return (SAFETY * _weighted(absC, error)
+    return (_weighted(absC, error)
             + RELATIVE_FLOOR * (1.0 + np.abs(d) + _weighted(absC, magnitude)))
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from verifier.graph.ir import Node
-from verifier.float32 import UNIT_ROUNDOFF, gamma
+from verifier.float32 import UNIT_ROUNDOFF, dot_product_gamma
 
 
 def simplify(nodes: list[Node], output: str) -> list[Node]:
@@ -41,12 +41,12 @@ def _merge_once(nodes: list[Node], output: str) -> tuple[list[Node], bool]:
 
 def rounding_terms(node: Node) -> tuple[np.ndarray, np.ndarray, float]:
     """(A, c, G) with float32's error on the matmul's result at most G (|x| A + c): |W|, |b|
-    and gamma_{k+2} for one matmul; for a merged chain, the terms of the chain."""
+    and float32.dot_product_gamma(k) for one matmul; for a merged chain, the terms of the chain."""
     t = node.tensors
     if "W_abs" in t:
         return t["W_abs"], t["b_abs"], node.attrs["gamma"]
     b = np.abs(t["b"]) if "b" in t else np.zeros(t["W"].shape[1])
-    return np.abs(t["W"]), b, gamma(t["W"].shape[0] + 2)
+    return np.abs(t["W"]), b, dot_product_gamma(t["W"].shape[0])
 
 
 def _merge(src: Node, n: Node) -> Node | None:
