@@ -5,7 +5,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from verifier.ops.base import UNIT_ROUNDOFF, LinearRule, bias_of, gamma, lam_to_input_shape
+from verifier.float32 import UNIT_ROUNDOFF, dot_product_gamma
+from verifier.ops.base import LinearRule, bias_of, lam_to_input_shape
 
 
 class MatMul(LinearRule):
@@ -28,12 +29,15 @@ class MatMul(LinearRule):
         return [(lam.reshape(-1, W.shape[1]) @ W.T).reshape(*lam.shape[:-1], W.shape[0])], bias
 
     def float_error(self, node, errors, magnitudes):
-        """Dot products of length k plus a bias: gamma_{k+2} (|W||x| + |b|) (one rounding more
-        for Gemm's alpha), plus the input error through |W|."""
+        """Dot products of length k plus a bias: gamma (|W||x| + |b|) (float32.dot_product_gamma),
+        plus the input error through |W|. A matmul the loader merged from a chain carries the
+        chain's terms (see graph.simplify.rounding_terms)."""
         (e,), (m,) = errors, magnitudes
-        bias = node.tensors["b"].abs() if "b" in node.tensors else 0.0
-        k = node.tensors["W"].shape[0]
-        return self.forward_abs(node, e) + gamma(k + 2) * (self.forward_abs(node, m) + bias)
+        t = node.tensors
+        W_abs = t["W_abs"] if "W_abs" in t else t["W"].abs()
+        bias = t["b_abs"] if "b_abs" in t else (t["b"].abs() if "b" in t else 0.0)
+        g = node.attrs.get("gamma", dot_product_gamma(t["W"].shape[0]))
+        return e @ W_abs + g * (m @ W_abs + bias)
 
 
 _CONV = {1: F.conv1d, 2: F.conv2d}
@@ -83,7 +87,7 @@ class Conv(LinearRule):
         nd = node.attrs["spatial_dims"]
         bias = node.tensors["b"].abs().reshape(-1, *([1] * nd)) if "b" in node.tensors else 0.0
         k = node.tensors["W"][0].numel()
-        return self.forward_abs(node, e) + gamma(k + 2) * (self.forward_abs(node, m) + bias)
+        return self.forward_abs(node, e) + dot_product_gamma(k) * (self.forward_abs(node, m) + bias)
 
 
 class Affine(LinearRule):
