@@ -163,3 +163,22 @@ def test_a_timeout_names_its_stage_and_tree_size(vnncomp, monkeypatch):
     assert result.verdict == "timeout"
     stage, boxes = result.stage.split(" (")
     assert stage == "deadline in input split" and int(boxes.split()[0]) > 1, result.stage
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("intermediate", [crown, forward_bounds])
+def test_bounding_boxes_checks_the_deadline(two_input_relu_net, intermediate):
+    """Both kinds of intermediate bounds check the clock as they go (forward mode after each node),
+    and so does the choice between them: a large batch of boxes cannot overrun the timeout."""
+    def deadline_passed():
+        raise _Stop()
+
+    lo, hi = input_split._grid_halves(*root_box([-2.0, -2.0], [2.0, 2.0]), 64)
+    with pytest.raises(_Stop):
+        input_split.bound_boxes(two_input_relu_net, lo, hi, one_row_spec(), intermediate,
+                                deadline_check=deadline_passed)
+    with pytest.raises(_Stop):
+        input_split.choose_intermediate_bounds(two_input_relu_net, lo[:1], hi[:1], one_row_spec(), deadline_passed)

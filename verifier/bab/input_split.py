@@ -56,7 +56,7 @@ def bound_boxes(graph, lo, hi, spec: Spec, intermediate=crown, known: dict | Non
         state.bounds.update(known or {})
         state = crown(graph, lo, hi, state=state, deadline_check=deadline_check)
     else:
-        state = intermediate(graph, lo, hi)
+        state = intermediate(graph, lo, hi, deadline_check=deadline_check)
     record = {graph.input_name: None}
     lower = output_lower_bounds(state, spec.C.expand(len(lo), -1, -1), record)
     return lower, _input_coefficients(record[graph.input_name], lower, lo.shape[1]), state
@@ -85,22 +85,23 @@ def optimize_open_boxes(query, spec: Spec, state, lower, lam, refuted, steps: in
     return lower, lam, query.refuted(lower, spec)
 
 
-def choose_intermediate_bounds(graph, lo, hi, spec: Spec):
+def choose_intermediate_bounds(graph, lo, hi, spec: Spec, deadline_check=None):
     """Forward-mode intermediate bounds cost O(n_in) per neuron instead of a backward pass
     per neuron, but can be much looser (on ACAS Xu the tree grows a hundredfold). Take them
     when, at the root, they lose little against CROWN and save much, or when a box costs them
     so much less than CROWN that a much larger tree is still cheaper (tllverifybench's N=24
     networks: trees 5 to 30 times larger, runs 3 times faster). Costs are counted, not timed,
     so a run takes the same path on an idle machine and on a loaded one."""
-    crown_lower, _, root_state = bound_boxes(graph, lo, hi, spec, crown)
+    crown_lower, _, root_state = bound_boxes(graph, lo, hi, spec, crown, deadline_check=deadline_check)
     crown_margin = spec.disjunct_margins(crown_lower).min()
-    forward_margin = spec.disjunct_margins(bound_boxes(graph, lo, hi, spec, forward_bounds)[0]).min()
-    ratio = _crown_cost_per_box(graph, lo, hi, spec, root_state) / forward_multiply_adds(graph)
+    forward_lower = bound_boxes(graph, lo, hi, spec, forward_bounds, deadline_check=deadline_check)[0]
+    forward_margin = spec.disjunct_margins(forward_lower).min()
+    ratio = _crown_cost_per_box(graph, lo, hi, spec, root_state, deadline_check) / forward_multiply_adds(graph)
     close = forward_margin >= crown_margin - _FORWARD_SLACK * crown_margin.abs()
     return forward_bounds if ratio > (_FORWARD_COST_RATIO_CLOSE if close else _FORWARD_COST_RATIO) else crown
 
 
-def _crown_cost_per_box(graph, lo, hi, spec: Spec, root_state: BoundState) -> float:
+def _crown_cost_per_box(graph, lo, hi, spec: Spec, root_state: BoundState, deadline_check=None) -> float:
     """CROWN's multiply-adds per box, from the unstable neurons of boxes tiling the root (the
     root alone overrates the tree's boxes, most of whose neurons are stable), or of the root
     where such a probe would cost more than _PROBE_MULTIPLY_ADDS."""
@@ -109,7 +110,7 @@ def _crown_cost_per_box(graph, lo, hi, spec: Spec, root_state: BoundState) -> fl
     count = min(_PROBE_BOXES, int(_PROBE_MULTIPLY_ADDS // root_cost))
     if count < 2:
         return root_cost
-    return crown_multiply_adds(crown(graph, *_grid_halves(lo, hi, count)), rows)
+    return crown_multiply_adds(crown(graph, *_grid_halves(lo, hi, count), deadline_check=deadline_check), rows)
 
 
 def crown_multiply_adds(state: BoundState, rows: int) -> float:
@@ -167,7 +168,7 @@ def input_split_bab(query, region, spec: Spec, batch: int = 1024) -> BabOutcome:
     pending_lo, pending_hi, pending_bounds = lo, hi, None
     boxes_bounded = 0
     query.progress = "input split (choosing intermediate bounds)"
-    intermediate = choose_intermediate_bounds(graph, lo, hi, spec)
+    intermediate = choose_intermediate_bounds(graph, lo, hi, spec, query.check_time)
     # the bounds a box passes on to its halves (forward-mode intermediate bounds ignore them)
     tight = needs_tight_bounds(graph) if intermediate is crown else {}
     while True:

@@ -22,9 +22,11 @@ def concretize(a: torch.Tensor, b: torch.Tensor, lo: torch.Tensor, hi: torch.Ten
     return value.reshape(b.shape) + b
 
 
-def forward_bounds(graph: Graph, lo: torch.Tensor, hi: torch.Tensor) -> BoundState:
-    """A BoundState whose nonlinear-node inputs carry forward-mode (and IBP) bounds."""
+def forward_bounds(graph: Graph, lo: torch.Tensor, hi: torch.Tensor, deadline_check=None) -> BoundState:
+    """A BoundState whose nonlinear-node inputs carry forward-mode (and IBP) bounds.
+    deadline_check, when given, is called after each node (it raises to stop)."""
     state = BoundState(graph, lo, hi)
+    state.deadline_check = deadline_check
     n, batch = graph.input_size, state.batch
     eye = torch.eye(n, dtype=lo.dtype, device=lo.device).expand(batch, n, n)
     eye = eye.reshape(batch, n, *graph.input_shape)
@@ -45,6 +47,7 @@ def forward_bounds(graph: Graph, lo: torch.Tensor, hi: torch.Tensor) -> BoundSta
             readers[name] -= 1
             if readers[name] == 0:
                 fns.pop(name, None)
+        state.check_time()
     return state
 
 
