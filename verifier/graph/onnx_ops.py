@@ -124,8 +124,12 @@ def _matmul(b, node):
     x, w = _inputs(node)
     if b.is_const(w) and not b.is_const(x):
         W = b.const(w)
+        if W.ndim == 1:  # a vector: the product drops the last axis
+            y = b.emit("matmul", [x], tensors={"W": W.reshape(-1, 1)})
+            _reshape_to(b, y, b.shape(x)[:-1], node.output[0])
+            return
         if W.ndim != 2:
-            b.fail(f"MatMul by a constant of rank {W.ndim} is not supported (rank 2 only)")
+            b.fail(f"MatMul by a constant of rank {W.ndim} is not supported (rank 1 or 2 only)")
         b.emit("matmul", [x], node.output[0], tensors={"W": W})
         return
     if b.is_const(x) and not b.is_const(w):  # C @ v  ==  (v^T @ C^T)^T on the last two axes

@@ -20,7 +20,9 @@ def gamma(n: int) -> float:
 
 
 class Rule:
-    nonlinear = False  # needs bounds on its input for a relaxation
+    nonlinear = False  # needs bounds on its inputs for a relaxation
+    optimisable = False  # has relaxation parameters for alpha-CROWN (see initial_alpha)
+    uses_input_bounds = False  # float_error takes the exact inputs' bounds as a fourth argument
 
     def forward(self, node, *xs):
         raise NotImplementedError
@@ -37,6 +39,11 @@ class Rule:
         float32 input (magnitudes[i] >= |exact input| + errors[i]). See verifier/float_error.py.
         An op without this rule can never be part of an unsat answer."""
         raise NotImplementedError(f"no float32 error rule for op '{node.op}'")
+
+    # Evaluated exactly, but with no useful relaxation (ArgMax, Equal, index computations):
+    # verification attacks the network and answers unknown, naming the op, before any bound
+    # is computed. Its IBP and backward rules are still sound (`cli.py bounds` works).
+    no_relaxation = False
 
 
 class LinearRule(Rule):
@@ -90,4 +97,4 @@ def lam_to_input_shape(lam: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Te
 
 def bias_of(lam: torch.Tensor, const: torch.Tensor) -> torch.Tensor:
     """lam . const summed over the per-sample dims: (B, m)."""
-    return lam.flatten(2) @ const.broadcast_to(lam.shape[2:]).flatten()
+    return lam.reshape(*lam.shape[:2], -1) @ const.broadcast_to(lam.shape[2:]).flatten()
