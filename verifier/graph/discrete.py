@@ -9,8 +9,8 @@ integer or bool type, ArgMax, comparisons: IR nodes of their own) and everything
 discrete variables and constants alone. An ONNX node whose variable inputs are all discrete is
 not converted but *absorbed* into a region of the ONNX graph, with no shape of its own. When an
 ordinary node reads a region tensor (or it is the output), the part of the region it depends
-on becomes one `table` node (verifier/ops/table.py): a sub-model that the ONNX reference
-evaluator runs once per distinct value of its leaves (the discrete IR tensors it reads), whose
+on becomes one `table` node (verifier/ops/table.py): a sub-model that onnxruntime runs once
+per distinct value of its leaves (the discrete IR tensors it reads), whose
 output must keep one shape. Converted nodes never see a data-dependent shape.
 """
 from __future__ import annotations
@@ -42,8 +42,9 @@ def source_dtype(node) -> np.dtype | None:
 class Regions:
     """Per conversion: the discrete IR tensors and the absorbed ONNX nodes."""
 
-    def __init__(self, opsets):
+    def __init__(self, opsets, ir_version: int | None = None):
         self.opsets = list(opsets)
+        self.ir_version = ir_version  # the model's: what the onnxruntime it runs in accepts
         self.dtypes: dict[str, np.dtype] = {}  # discrete IR tensor -> the dtype ONNX gives it
         self.producers: dict[str, tuple[int, object]] = {}  # region tensor -> (order, ONNX node)
         self._count = 0
@@ -82,11 +83,14 @@ class Regions:
         graph = helper.make_graph(nodes, "table", inputs, [helper.make_tensor_value_info(name, TensorProto.UNDEFINED, None)],
                                   [numpy_helper.from_array(np.asarray(v), k) for k, v in constants.items()])
         model = helper.make_model(graph, opset_imports=self.opsets)
-        attrs = {"model": model, "leaf_shapes": [b.shape(leaf) for leaf in leaves],
+        if self.ir_version:
+            model.ir_version = min(model.ir_version, self.ir_version)
+        attrs = {"leaf_shapes": [b.shape(leaf) for leaf in leaves],
                  "leaf_dtypes": [self.dtypes[b.resolve(leaf)] for leaf in leaves], "cache": {},
                  "integer": all(self.dtypes[b.resolve(leaf)].kind in "iub" for leaf in leaves)}
-        sample = _sample(b, attrs)
-        attrs["shape"] = sample.shape
+        sample = _sample(b, model, attrs)
+        model.graph.output[0].type.tensor_type.elem_type = helper.np_dtype_to_tensor_dtype(sample.dtype)
+        attrs.update(model=model.SerializeToString(), shape=sample.shape)
         del self.producers[name]
         b.emit("table", leaves, name, attrs=attrs)
         self.mark(name, sample.dtype)
@@ -116,14 +120,14 @@ class Regions:
         return [found[k] for k in sorted(found)], leaves, constants
 
 
-def _sample(b, attrs) -> np.ndarray:
+def _sample(b, model, attrs) -> np.ndarray:
     """The table's value at zero leaves: its shape and dtype."""
     from onnx.reference import ReferenceEvaluator
 
     feeds = {i.name: np.zeros(shape, dtype) for i, shape, dtype in
-             zip(attrs["model"].graph.input, attrs["leaf_shapes"], attrs["leaf_dtypes"])}
+             zip(model.graph.input, attrs["leaf_shapes"], attrs["leaf_dtypes"])}
     try:
-        return np.asarray(ReferenceEvaluator(attrs["model"]).run(None, feeds)[0])
+        return np.asarray(ReferenceEvaluator(model).run(None, feeds)[0])
     except Exception as e:  # the reference evaluator raises many types
         b.fail(f"could not evaluate the index computation this node reads ({type(e).__name__}: {e})")
 

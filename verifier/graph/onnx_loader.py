@@ -22,7 +22,7 @@ _ALWAYS_CONSTANT = {"Constant", "Shape", "ConstantOfShape", "Size"}
 class Builder:
     """Holds the state of one conversion: constants, variable shapes, emitted nodes."""
 
-    def __init__(self, path: str, input_name: str, input_shape: tuple[int, ...], opsets=()):
+    def __init__(self, path: str, input_name: str, input_shape: tuple[int, ...], opsets=(), ir_version=None):
         self.path = path
         self.input_name = input_name
         self.constants: dict[str, np.ndarray] = {}
@@ -31,7 +31,7 @@ class Builder:
         self.nodes: list[Node] = []
         self._fresh = 0
         self.current = None  # the ONNX node being converted, for messages
-        self.regions = Regions(opsets)  # integer-valued variables and the index computations on them
+        self.regions = Regions(opsets, ir_version)  # integer-valued variables and the index computations on them
 
     def resolve(self, name: str) -> str:
         while name in self.aliases:
@@ -98,7 +98,7 @@ def load_onnx(path: str | Path) -> Graph:
                         f"{onnx.TensorProto.DataType.Name(elem)}; only float inputs are supported")
 
     _check_supported(path, graph, set(initializers), model.opset_import)
-    builder = Builder(path, model_input.name, input_shape, model.opset_import)
+    builder = Builder(path, model_input.name, input_shape, model.opset_import, model.ir_version)
     builder.constants.update(initializers)
     for onnx_node in graph.node:
         builder.current = onnx_node

@@ -22,9 +22,25 @@ for Floor and truncation, the clipped identity of larq's ste_sign for Sign); val
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 
 from verifier.ops.activation import Activation
+from verifier.ops.exact import connected
+
+_straight_through = [True]
+
+
+@contextmanager
+def no_straight_through():
+    """Steps pass no gradient inside this block (their true derivative, zero): autograd then
+    shows which inputs reach the output other than through a step."""
+    _straight_through[0] = False
+    try:
+        yield
+    finally:
+        _straight_through[0] = True
 
 
 class _StraightThrough(torch.autograd.Function):
@@ -53,6 +69,8 @@ class Step(Activation):
     def forward(self, node, x):
         if not x.requires_grad:
             return self.fn(x)
+        if not _straight_through[0]:
+            return connected(self.fn(x), x)
         return _StraightThrough.apply(x, self.fn, self.surrogate_slope)
 
     def float_error(self, node, errors, magnitudes, bounds):

@@ -1,5 +1,5 @@
-"""Index computations on integer values of the input: a part of the ONNX graph evaluated by the
-ONNX reference evaluator, once per distinct value of its integer inputs, and looked up.
+"""Index computations on integer values of the input: a part of the ONNX graph that onnxruntime
+evaluates once per distinct value of its integer inputs, looked up afterwards.
 
 A patch attack exported from PyTorch (VNN-COMP's cctsdb_yolo) casts two inputs to integers
 (the patch position), then slices, builds ranges and scatters with them: tensors whose shapes
@@ -76,17 +76,21 @@ def value_at(node, row: np.ndarray) -> np.ndarray:
 
 
 def _evaluate(node, row: np.ndarray) -> np.ndarray:
-    evaluator = node.attrs.get("evaluator")
-    if evaluator is None:
-        from onnx.reference import ReferenceEvaluator
+    session = node.attrs.get("session")
+    if session is None:
+        import onnxruntime as ort
 
-        evaluator = node.attrs["evaluator"] = ReferenceEvaluator(node.attrs["model"])
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.intra_op_num_threads = 1
+        session = node.attrs["session"] = ort.InferenceSession(node.attrs["model"], options,
+                                                               providers=["CPUExecutionProvider"])
     feeds, start = {}, 0
-    for name, shape, dtype in zip(evaluator.input_names, node.attrs["leaf_shapes"], node.attrs["leaf_dtypes"]):
+    for meta, shape, dtype in zip(session.get_inputs(), node.attrs["leaf_shapes"], node.attrs["leaf_dtypes"]):
         size = math.prod(shape)
-        feeds[name] = row[start:start + size].astype(dtype).reshape(shape)
+        feeds[meta.name] = row[start:start + size].astype(dtype).reshape(shape)
         start += size
-    value = np.asarray(evaluator.run(None, feeds)[0], dtype=np.float64)
+    value = np.asarray(session.run(None, feeds)[0], dtype=np.float64)
     if value.shape != tuple(node.shape):
         raise UserError(f"node '{node.onnx_name}': its output has shape {list(value.shape)} for "
                         f"some inputs and {list(node.shape)} for others (data-dependent shapes are "
