@@ -86,7 +86,7 @@ def gen_conv_transpose(rng) -> onnx.ModelProto:
     stride = [int(rng.integers(1, 3)) for _ in range(nd)]
     dilation = [int(rng.integers(1, 3)) for _ in range(nd)]
     pads = [int(rng.integers(0, k)) for k in kernel] + [int(rng.integers(0, k)) for k in kernel]
-    output_padding = [int(rng.integers(0, max(s, d))) for s, d in zip(stride, dilation)]
+    output_padding = [int(rng.integers(0, s)) for s in stride]  # onnxruntime: below the stride
     inputs = [b.add("Relu", [b.input]), b.weight(c_in, c_out // groups, *kernel)]
     if rng.random() < 0.7:
         inputs.append(b.weight(c_out, fan_in=1, scale=0.3))
@@ -206,7 +206,7 @@ def gen_generator_net(rng) -> onnx.ModelProto:
     y = b.add("Relu", [b.add("ConvTranspose", [y, b.weight(2, 2, 2, 2), b.weight(2, fan_in=1)], strides=[2, 2])])
     y = b.add("Resize", [y, b.const(np.zeros(0, dtype=np.float32)), b.const(np.array([1, 1, 2, 2], dtype=np.float32))],
               mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
-    y = b.add("Relu", [_conv(b, y, 2, 2, (3, 3), rng, strides=[2, 2])])
+    y = b.add("Relu", [_conv(b, y, 2, 2, (3, 3), rng, strides=[2, 2], pads=[1, 1, 1, 1])])
     return b.model(_dense(b, b.add("Flatten", [y], axis=1), 2 * 4 * 4, 1, rng))
 
 

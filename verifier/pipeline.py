@@ -164,7 +164,8 @@ def no_relaxation(graph) -> str | None:
 
     for node in graph.nodes:
         if RULES[node.op].no_relaxation:
-            return f"no relaxation for {node.op} (node '{node.onnx_name or node.name}')"
+            what = node.attrs.get("onnx_op", node.op)
+            return f"no relaxation for {what} (node '{node.onnx_name or node.name}')"
     return None
 
 

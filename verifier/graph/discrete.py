@@ -90,7 +90,8 @@ class Regions:
                  "integer": all(self.dtypes[b.resolve(leaf)].kind in "iub" for leaf in leaves)}
         sample = _sample(b, model, attrs)
         model.graph.output[0].type.tensor_type.elem_type = helper.np_dtype_to_tensor_dtype(sample.dtype)
-        attrs.update(model=model.SerializeToString(), shape=sample.shape)
+        attrs.update(model=model.SerializeToString(), shape=sample.shape,
+                     onnx_op=f"an index computation ({', '.join(sorted({n.op_type for n in nodes}))})")
         del self.producers[name]
         b.emit("table", leaves, name, attrs=attrs)
         self.mark(name, sample.dtype)

@@ -47,7 +47,7 @@ def _gather(b, node):
     tensors = {"data": b.const(data).astype(np.float64)} if b.is_const(data) else {}
     inputs = [indices] if b.is_const(data) else [data, indices]
     b.emit("gather_indexed", inputs, node.output[0], tensors=tensors,
-           attrs={"axis": axis % len(data_shape), "data_shape": tuple(data_shape)})
+           attrs={"axis": axis % len(data_shape), "data_shape": tuple(data_shape), "onnx_op": "Gather"})
 
 
 @converter("Expand")
@@ -70,7 +70,7 @@ def _where(b, node):
     if not b.is_const(condition):
         tensors = _constant_operands(b, x, y)
         variables = _lifted(b, [condition] + [n for n in (x, y) if not b.is_const(n)], tensors)
-        b.emit("where", variables, node.output[0], tensors=tensors)
+        b.emit("where", variables, node.output[0], tensors=tensors, attrs={"onnx_op": "Where"})
         return
     # a constant condition selects: x * c + y * (1 - c), constants folded into the shift
     c = b.const(condition).astype(bool)
@@ -146,7 +146,7 @@ def _cast(b, node):
     elif dtype is None:
         b.fail(f"Cast to type {to} is not supported")
     else:
-        b.emit("nonzero" if dtype == np.bool_ else "trunc", [x], node.output[0])
+        b.emit("nonzero" if dtype == np.bool_ else "trunc", [x], node.output[0], attrs={"onnx_op": "Cast"})
         b.regions.mark(node.output[0], dtype)
 
 
@@ -155,7 +155,8 @@ def _compare(b, node):
     x, y = node.input
     tensors = _constant_operands(b, x, y)
     variables = _lifted(b, [n for n in (x, y) if not b.is_const(n)], tensors)
-    b.emit("compare", variables, node.output[0], tensors=tensors, attrs={"relation": COMPARISONS[node.op_type]})
+    b.emit("compare", variables, node.output[0], tensors=tensors,
+           attrs={"relation": COMPARISONS[node.op_type], "onnx_op": node.op_type})
     b.regions.mark(node.output[0], np.bool_)
 
 
@@ -167,7 +168,7 @@ def _argmax(b, node):
         x = _affine(b, x, scale=np.float64(-1.0))
     b.emit("argmax", [x], node.output[0],
            attrs={"axis": a.get("axis", 0) % len(b.shape(x)), "keepdims": bool(a.get("keepdims", 1)),
-                  "last": bool(a.get("select_last_index", 0))})
+                  "last": bool(a.get("select_last_index", 0)), "onnx_op": node.op_type})
     b.regions.mark(node.output[0], np.int64)
 
 
@@ -201,7 +202,7 @@ def _variable_products(convert):
                 raise
         rank = max(len(b.shape(x)), len(b.shape(y)))
         b.emit("product", [_lift_rank(b, x, rank), _lift_rank(b, y, rank)], node.output[0],
-               attrs={"divide": node.op_type == "Div"})
+               attrs={"divide": node.op_type == "Div", "onnx_op": f"{node.op_type} of two variables"})
 
     return converter_with_fallback
 
