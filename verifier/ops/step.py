@@ -17,8 +17,8 @@ holds a jump, the output may take the value across it (a flip of the step), so t
 the largest jump that window can cross, and 0 elsewhere (the function itself is exact).
 
 Gradients for falsification: a step has zero derivative almost everywhere, so evaluation
-passes the gradient straight through (Bengio et al.'s straight-through estimator: the identity
-for Floor and truncation, the clipped identity of larq's ste_sign for Sign); values are exact.
+passes a surrogate gradient (Bengio et al.'s straight-through estimator: the identity for Floor
+and truncation; for Sign a smoothed step, see _smoothed_sign_slope); values are exact.
 """
 from __future__ import annotations
 
@@ -128,13 +128,20 @@ class Truncate(UnitStaircase):
         return -(u > 0).to(l.dtype), (l < 0).to(l.dtype)
 
 
-def _clipped_identity_slope(x):
-    return (x.abs() <= 1).to(x.dtype)
+def _smoothed_sign_slope(x):
+    """The derivative (up to scale) of sign smoothed by a Gaussian as wide as each input varies
+    across the batch (the restarts of an attack spread over the box): neurons that flip inside
+    the region pass the gradient, those far from 0 do not. larq's clipped identity (|x| <= 1)
+    passes nothing where inputs are in the hundreds (a binarized network on raw pixels)."""
+    if x.shape[0] < 2:
+        return torch.ones_like(x)
+    spread = x.std(0, keepdim=True).clamp(min=torch.finfo(x.dtype).tiny)
+    return torch.exp(-(x / spread) ** 2)
 
 
 class Sign(Step):
     fn = staticmethod(torch.sign)
-    surrogate_slope = staticmethod(_clipped_identity_slope)
+    surrogate_slope = staticmethod(_smoothed_sign_slope)
 
     def jump_within(self, l, u):
         return (l <= 0) & (u >= 0)
