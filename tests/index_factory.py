@@ -45,6 +45,21 @@ def gen_expand(rng) -> onnx.ModelProto:
     return b.model(b.add("Flatten", [y], axis=0))
 
 
+def gen_expand_chain(rng) -> onnx.ModelProto:
+    """The shape arithmetic PyTorch exports for x.expand(k, -1): Shape, Gather, Unsqueeze,
+    Concat, ConstantOfShape, Equal, Where, then Expand; all of it folds to constants."""
+    b = OnnxBuilder([1, 3], rng=rng, opset=11)
+    x = b.add("Relu", [b.input])
+    width = b.add("Unsqueeze", [b.add("Gather", [b.add("Shape", [x]), b.const(np.int64(1))], axis=0)], axes=[0])
+    target = b.add("Concat", [b.ints([int(rng.integers(2, 4))]), width], axis=0)
+    ones = b.add("ConstantOfShape", [b.add("Shape", [target])],
+                 value=onnx.helper.make_tensor("one", TensorProto.INT64, [1], [1]))
+    minus = b.add("Mul", [ones, b.const(np.int64(-1))])
+    shape = b.add("Where", [b.add("Equal", [target, minus]), ones, target])
+    y = b.add("Expand", [x, shape])
+    return b.model(b.add("Flatten", [b.add("Tanh", [y])], axis=0))
+
+
 def gen_where(rng) -> onnx.ModelProto:
     """Where with a constant condition: variable/constant operands on either side."""
     b = OnnxBuilder([1, 2, 3], rng=rng)
@@ -223,6 +238,7 @@ def gen_gather_net(rng) -> onnx.ModelProto:
 FAMILIES = {
     "gather": gen_gather,
     "expand": gen_expand,
+    "expand_chain": gen_expand_chain,
     "where": gen_where,
     "scatter_nd": gen_scatter_nd,
     "conv_transpose": gen_conv_transpose,

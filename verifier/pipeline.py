@@ -221,13 +221,7 @@ def grid_attack(query: Query, region: Region, coordinates: np.ndarray, seed: int
         return None
     search = grid_candidates(graph, region, coordinates[:0] if random else coordinates, per_axis, query.deadline,
                              seed, points=per_axis ** len(coordinates) if random else None)
-    for candidates in search:
-        for x in candidates[:8]:
-            witness = query.confirm(region, x)
-            if witness is not None:
-                return witness
-    query.check_time()
-    return None
+    return _first_confirmed(query, region, search)
 
 
 def _attack_threads(query: Query):
@@ -291,7 +285,13 @@ def attack(query: Query, region: Region, restarts: int, steps: int, seed: int | 
     if pgd_budget / (steps * cost) > restarts:
         steps = min(steps, _SHORT_STEPS)
     restarts = max(restarts, int(min(_MAX_RESTARTS, pgd_budget / (steps * cost))))
-    for candidates in pgd_candidates(query.graph32, region, restarts, steps, query.deadline, seed, pool):
+    return _first_confirmed(query, region, pgd_candidates(query.graph32, region, restarts, steps, query.deadline,
+                                                          seed, pool))
+
+
+def _first_confirmed(query: Query, region: Region, batches):
+    """The first candidate (of the first 8 in each batch) that onnxruntime confirms, or None."""
+    for candidates in batches:
         for x in candidates[:8]:
             witness = query.confirm(region, x)
             if witness is not None:

@@ -163,10 +163,20 @@ def _slice_shape(node, shape: np.ndarray) -> np.ndarray:
 def _fold(builder: Builder, node) -> None:
     from onnx.reference import ReferenceEvaluator  # heavy import, only when something folds
 
-    feeds = {name: builder.const(name) for name in node.input if name}
+    feeds = {name: np.asarray(builder.const(name)) for name in node.input if name}
     try:
-        outputs = ReferenceEvaluator(node).run(None, feeds)
+        outputs = ReferenceEvaluator(_one_node_model(node, feeds, builder.regions.opsets)).run(None, feeds)
     except Exception as e:  # the reference evaluator raises many types
         builder.fail(f"could not fold this constant op ({type(e).__name__}: {e})")
     for name, value in zip(node.output, outputs):
         builder.constants[name] = np.asarray(value)
+
+
+def _one_node_model(node, feeds: dict, opsets):
+    """The node alone, as a model of the original's opsets (an op's semantics change with the
+    opset: Unsqueeze's axes moved from an attribute to an input in opset 13)."""
+    helper = onnx.helper
+    inputs = [helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(value.dtype), value.shape)
+              for name, value in feeds.items()]
+    outputs = [helper.make_tensor_value_info(name, onnx.TensorProto.UNDEFINED, None) for name in node.output if name]
+    return helper.make_model(helper.make_graph([node], "fold", inputs, outputs), opset_imports=list(opsets) or None)

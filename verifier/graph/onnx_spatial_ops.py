@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from verifier.graph.onnx_ops import _attrs, _conv_padding, _optional, converter
+from verifier.graph.onnx_ops import _attrs, _conv_padding, _optional, conv_weights, converter
 
 
 @converter("ConvTranspose")
 def _conv_transpose(b, node):
     a = _attrs(node)
     x = node.input[0]
-    if not b.is_const(node.input[1]):
-        b.fail("ConvTranspose weights must be constant")
-    W = b.const(node.input[1]).astype(np.float64)
-    nd = W.ndim - 2
-    if nd not in (1, 2):
-        b.fail(f"ConvTranspose{nd}d is not supported (1-D and 2-D only)")
+    W, nd = conv_weights(b, node)
     in_spatial = b.shape(x)[-nd:]
     stride = tuple(a.get("strides", [1] * nd))
     dilation = tuple(a.get("dilations", [1] * nd))

@@ -214,7 +214,9 @@ class Product(Exact):
             safe = lambda t: torch.where(straddles, 1.0, t)  # noqa: E731
             ly, uy = 1 / safe(uy), 1 / safe(ly)
         corners = torch.stack(torch.broadcast_tensors(lx * ly, lx * uy, ux * ly, ux * uy))
-        lower, upper = corners.amin(0), corners.amax(0)
+        unknown = corners.isnan().any(0)  # 0 * inf at an unbounded operand: no bound
+        lower = corners.amin(0).masked_fill(unknown, float("-inf"))
+        upper = corners.amax(0).masked_fill(unknown, float("inf"))
         if node.attrs["divide"]:
             straddles = torch.broadcast_to(straddles, lower.shape)
             lower = lower.masked_fill(straddles, float("-inf"))
