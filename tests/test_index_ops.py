@@ -4,7 +4,6 @@ the float32 error bound against onnxruntime, and the loader's messages."""
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
 import torch
 from onnx import TensorProto
