@@ -167,7 +167,7 @@ def needs_tight_bounds(graph: Graph) -> dict[str, bool]:
     for node in graph.nodes:
         if RULES[node.op].nonlinear:
             name = node.inputs[0]
-            result[name] = result.get(name, True) and node.op == "relu"
+            result[name] = result.get(name, True) and RULES[node.op].tightens_straddling_rows_only
     return result
 
 

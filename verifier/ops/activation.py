@@ -56,6 +56,7 @@ def _intercepts(lam, b):
 class Relu(Activation):
     fn = staticmethod(torch.relu)
     zero_lower_intercept = True
+    tightens_straddling_rows_only = True
 
     @staticmethod
     def unstable(state, node):

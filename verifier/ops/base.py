@@ -44,6 +44,9 @@ class Rule:
     # verification attacks the network and answers unknown, naming the op, before any bound
     # is computed. Its IBP and backward rules are still sound (`cli.py bounds` works).
     no_relaxation = False
+    # Only the input elements whose bounds straddle 0 need CROWN's tighter bounds (the
+    # relaxation is exact elsewhere: ReLU, Sign).
+    tightens_straddling_rows_only = False
 
 
 class LinearRule(Rule):

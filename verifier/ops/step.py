@@ -142,6 +142,7 @@ def _smoothed_sign_slope(x):
 class Sign(Step):
     fn = staticmethod(torch.sign)
     surrogate_slope = staticmethod(_smoothed_sign_slope)
+    tightens_straddling_rows_only = True  # constant on intervals that do not hold 0
 
     def jump_within(self, l, u):
         return (l <= 0) & (u >= 0)
