@@ -354,7 +354,6 @@ MISTAKES = {  # on an input of shape (1, 4); the node named bad_* is at fault
     "reshape_mismatch": _reshape_mismatch,
     "reshape_zero_past_rank": _reshape_zero_past_rank,
     "concat_mismatch": _concat_mismatch,
-    "mul_of_variables": _mul_of_variables,
     "division_by_variable": _division_by_variable,
     "matmul_of_variables": _matmul_of_variables,
     "concat_with_constant": _concat_with_constant,

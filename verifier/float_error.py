@@ -61,15 +61,17 @@ def charging_rounding() -> bool:
     return _charging[-1]
 
 
-def local_rounding(node, magnitudes: list[torch.Tensor]) -> torch.Tensor | None:
-    """The float32 rounding bound of the node's result (B, *shape), from bounds
-    on its inputs' magnitudes; None for exact ops and for ops with no rule (see
+def local_rounding(node, bounds: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor | None:
+    """The float32 rounding bound of the node's result (B, *shape), from bounds on its inputs
+    (float32 values included); None for exact ops and for ops with no rule (see
     missing_error_rules)."""
     rule = RULES[node.op]
     if rule.exact:
         return None
+    magnitudes = [torch.maximum(l.abs(), u.abs()) for l, u in bounds]
+    extra = (bounds,) if rule.uses_input_bounds else ()
     try:
-        r = rule.float_error(node, [torch.zeros_like(m) for m in magnitudes], magnitudes)
+        r = rule.float_error(node, [torch.zeros_like(m) for m in magnitudes], magnitudes, *extra)
     except NotImplementedError:
         return None
     return torch.as_tensor(r, dtype=magnitudes[0].dtype, device=magnitudes[0].device)
@@ -105,9 +107,10 @@ def output_error(graph: Graph, lo: np.ndarray, hi: np.ndarray,
                 l, u = torch.maximum(l, kl), torch.minimum(u, ku)
         bounds[node.name] = (l, u)
         magnitude[node.name] = torch.maximum(l.abs(), u.abs())
+        extra = ([bounds[i] for i in node.inputs],) if rule.uses_input_bounds else ()
         try:
             e = rule.float_error(node, [error[i] for i in node.inputs],
-                                 [magnitude[i] + error[i] for i in node.inputs])
+                                 [magnitude[i] + error[i] for i in node.inputs], *extra)
         except NotImplementedError as reason:
             raise NoErrorRule(f"{reason} (node '{node.onnx_name or node.name}')") from None
         error[node.name] = torch.nan_to_num(torch.as_tensor(e, dtype=torch.float64, device=device)

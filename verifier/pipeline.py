@@ -123,7 +123,7 @@ def run(query: Query) -> Result:
             result = _stages(query)
     except Deadline:
         result = query.result("timeout", f"deadline in {query.progress}")
-    if query.notes:
+    if query.notes and result.verdict in ("unknown", "timeout"):  # why it could not prove
         result.stage = "; ".join([result.stage, *dict.fromkeys(query.notes)])
     return result
 
@@ -135,6 +135,9 @@ def _stages(query: Query) -> Result:
 
         query.progress = "smt"
         return smt_stage(query)
+    unrelaxed = no_relaxation(query.graph64)
+    if unrelaxed is not None:
+        return _attacks_only(query, unrelaxed)
     outcome = _attacks_and_crown(query)
     if isinstance(outcome, Result):
         return outcome
@@ -163,6 +166,72 @@ def _attacks_and_crown(query: Query) -> Result | list[Region]:
             if witness is not None:
                 return query.result("sat", "attack", witness)
     return open_regions
+
+
+def no_relaxation(graph) -> str | None:
+    """Why no bound can help on this graph (its first op with no useful relaxation), or None."""
+    from verifier.ops import RULES
+
+    for node in graph.nodes:
+        if RULES[node.op].no_relaxation:
+            what = node.attrs.get("onnx_op", node.op)
+            return f"no relaxation for {what} (node '{node.onnx_name or node.name}')"
+    return None
+
+
+# Attack rounds on a network no bound can help with: a quick attack, a grid along the inputs
+# that reach the output only through steps (verifier/attack/grid.py) with up to this many
+# multiply-adds (cctsdb_yolo: 4,200 points of a 2-D grid, every integer position of its patch),
+# then full attacks with fresh seeds while the time allows, up to _ATTACK_ROUNDS.
+_GRID_BUDGET = 1e10
+_GRID_POINTS = 16384
+_ATTACK_ROUNDS = 8
+
+
+def _attacks_only(query: Query, reason: str) -> Result:
+    """Falsification alone: gradient attacks where some free input has a gradient, a grid along
+    those that have none (step inputs); unknown, naming the op, if nothing is found."""
+    from verifier.attack.grid import step_coordinates
+
+    opts = query.options
+    steps = {id(r): step_coordinates(query.graph32, r, opts.seed) for r in query.regions}
+    with _attack_threads(query):
+        for region in query.regions:
+            witness = None
+            if len(steps[id(region)]) < np.count_nonzero(region.hi > region.lo):
+                witness = attack(query, region, restarts=min(16, opts.attack_restarts),
+                                 steps=min(30, opts.attack_steps), pool_budget=_POOL_BUDGET / 10,
+                                 pgd_budget=_PGD_BUDGET / 5)
+            witness = witness if witness is not None else grid_attack(query, region, steps[id(region)])
+            if witness is not None:
+                return query.result("sat", "attack", witness)
+        for round_ in range(_ATTACK_ROUNDS):
+            for i, region in enumerate(query.regions):
+                seed = opts.seed + 1 + round_ * len(query.regions) + i
+                if len(steps[id(region)]) < np.count_nonzero(region.hi > region.lo):
+                    witness = attack(query, region, opts.attack_restarts, opts.attack_steps, seed=seed)
+                else:  # gradients move nothing: random points only
+                    witness = grid_attack(query, region, steps[id(region)], seed=seed, random=True)
+                if witness is not None:
+                    return query.result("sat", "attack", witness)
+    return query.result("unknown", f"attacks only: {reason}")
+
+
+def grid_attack(query: Query, region: Region, coordinates: np.ndarray, seed: int | None = None,
+                random: bool = False):
+    """A grid over the free inputs that gradients cannot move (`coordinates`; none: no search),
+    or with `random` as many random points of the box."""
+    from verifier.attack.grid import grid_candidates, grid_size
+
+    graph = query.graph32
+    seed = query.options.seed if seed is None else seed
+    points = int(min(_GRID_POINTS, _GRID_BUDGET / graph.multiply_adds()))
+    per_axis = grid_size(len(coordinates), points)
+    if per_axis == 0:
+        return None
+    search = grid_candidates(graph, region, coordinates[:0] if random else coordinates, per_axis, query.deadline,
+                             seed, points=per_axis ** len(coordinates) if random else None)
+    return _first_confirmed(query, region, search)
 
 
 def _attack_threads(query: Query):
@@ -227,7 +296,13 @@ def attack(query: Query, region: Region, restarts: int, steps: int, seed: int | 
     if pgd_budget / (steps * cost) > restarts:
         steps = min(steps, _SHORT_STEPS)
     restarts = max(restarts, int(min(_MAX_RESTARTS, pgd_budget / (steps * cost))))
-    for candidates in pgd_candidates(query.graph32, region, restarts, steps, query.deadline, seed, pool):
+    return _first_confirmed(query, region, pgd_candidates(query.graph32, region, restarts, steps, query.deadline,
+                                                          seed, pool))
+
+
+def _first_confirmed(query: Query, region: Region, batches):
+    """The first candidate (of the first 8 in each batch) that onnxruntime confirms, or None."""
+    for candidates in batches:
         for x in candidates[:8]:
             witness = query.confirm(region, x)
             if witness is not None:

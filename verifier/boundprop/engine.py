@@ -75,8 +75,7 @@ class BoundState:
         if not charging_rounding():
             return None
         if node.name not in self._roundings:
-            magnitudes = [torch.maximum(l.abs(), u.abs()) for l, u in map(self.bounds_of, node.inputs)]
-            self._roundings[node.name] = local_rounding(node, magnitudes)
+            self._roundings[node.name] = local_rounding(node, [self.bounds_of(i) for i in node.inputs])
         return self._roundings[node.name]
 
     def bounds_of(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,7 +141,8 @@ def backward(state: BoundState, start: str, C: torch.Tensor, record: dict | None
             record[node.name] = lam
         r = state.rounding(node) if rounding else None
         if r is not None:
-            bias = bias - torch.einsum("bmn,bn->bm", lam.abs().flatten(2), r.flatten(1))
+            bias = bias - torch.einsum("bmn,bn->bm", lam.abs().reshape(*lam.shape[:2], -1),
+                                       r.reshape(r.shape[0], -1))
         alpha = state.alphas.get(node.name) if use_parameters else None
         lam_inputs, node_bias = RULES[node.op].backward(node, lam, state, alpha)
         if node_bias is not None:
@@ -205,7 +205,7 @@ def needs_tight_bounds(graph: Graph) -> dict[str, bool]:
     for node in graph.nodes:
         if RULES[node.op].nonlinear:
             name = node.inputs[0]
-            result[name] = result.get(name, True) and node.op == "relu"
+            result[name] = result.get(name, True) and RULES[node.op].tightens_straddling_rows_only
     return result
 
 
@@ -306,7 +306,7 @@ def crown(graph: Graph, lo: torch.Tensor, hi: torch.Tensor, state: BoundState | 
 
 def tighten(state: BoundState, name: str, unstable_only: bool, iterations: int = 0) -> None:
     l, u = state.bounds[name]
-    flat_l, flat_u = l.flatten(1), u.flatten(1)
+    flat_l, flat_u = l.reshape(l.shape[0], -1), u.reshape(u.shape[0], -1)  # scalar nodes too
     mask = (flat_l < 0) & (flat_u > 0) if unstable_only else torch.ones_like(flat_l, dtype=torch.bool)
     rows = mask.any(0).nonzero().flatten()
     if rows.numel() == 0:

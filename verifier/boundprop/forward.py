@@ -15,7 +15,7 @@ from verifier.ops import RULES
 def concretize(a: torch.Tensor, b: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, upper: bool):
     """Extreme over the box of A x + b, with A (B, n, *shape): (B, *shape)."""
     centre, radius = ((lo + hi) / 2).flatten(1), ((hi - lo) / 2).flatten(1)
-    flat = a.flatten(2)
+    flat = a.reshape(*a.shape[:2], -1)
     mid = torch.einsum("bns,bn->bs", flat, centre)
     spread = torch.einsum("bns,bn->bs", flat.abs(), radius)
     value = mid + spread if upper else mid - spread

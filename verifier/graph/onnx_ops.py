@@ -124,8 +124,12 @@ def _matmul(b, node):
     x, w = _inputs(node)
     if b.is_const(w) and not b.is_const(x):
         W = b.const(w)
+        if W.ndim == 1:  # a vector: the product drops the last axis
+            y = b.emit("matmul", [x], tensors={"W": W.reshape(-1, 1)})
+            _reshape_to(b, y, b.shape(x)[:-1], node.output[0])
+            return
         if W.ndim != 2:
-            b.fail(f"MatMul by a constant of rank {W.ndim} is not supported (rank 2 only)")
+            b.fail(f"MatMul by a constant of rank {W.ndim} is not supported (rank 1 or 2 only)")
         b.emit("matmul", [x], node.output[0], tensors={"W": W})
         return
     if b.is_const(x) and not b.is_const(w):  # C @ v  ==  (v^T @ C^T)^T on the last two axes
@@ -181,16 +185,22 @@ def _conv_padding(b, node, a, in_spatial, kernel, stride, dilation):
     return pads
 
 
+def conv_weights(b, node) -> tuple[np.ndarray, int]:
+    """The constant weights of a Conv or ConvTranspose and its number of spatial axes (1 or 2)."""
+    if not b.is_const(node.input[1]):
+        b.fail(f"{node.op_type} weights must be constant")
+    W = b.const(node.input[1]).astype(np.float64)
+    nd = W.ndim - 2
+    if nd not in (1, 2):
+        b.fail(f"{node.op_type}{nd}d is not supported (1-D and 2-D only)")
+    return W, nd
+
+
 @converter("Conv")
 def _conv(b, node):
     a = _attrs(node)
     x = node.input[0]
-    if not b.is_const(node.input[1]):
-        b.fail("Conv weights must be constant")
-    W = b.const(node.input[1]).astype(np.float64)
-    nd = W.ndim - 2
-    if nd not in (1, 2):
-        b.fail(f"Conv{nd}d is not supported (1-D and 2-D only)")
+    W, nd = conv_weights(b, node)
     kernel = tuple(W.shape[2:])
     stride = tuple(a.get("strides", [1] * nd))
     dilation = tuple(a.get("dilations", [1] * nd))

@@ -1,8 +1,12 @@
 """The op table: verifier op name -> its rules (evaluation, IBP, backward linear bound)."""
 from verifier.ops.activation import Relu, Sigmoid, Tanh
-from verifier.ops.linear import Add, Affine, Conv, MatMul
+from verifier.ops.exact import ArgMax, Compare, GatherIndexed, Nonzero, Product, Where
+from verifier.ops.index import Place, Take
+from verifier.ops.linear import Add, Affine, Conv, ConvTranspose, MatMul
 from verifier.ops.pooling import MaxPool
 from verifier.ops.shape import Concat, Pad, Reshape, Slice, Transpose
+from verifier.ops.step import Floor, Sign, Truncate
+from verifier.ops.table import Table
 
 RULES = {
     "matmul": MatMul(),
@@ -18,4 +22,18 @@ RULES = {
     "concat": Concat(),
     "slice": Slice(),
     "pad": Pad(),
+    # index, structural and step ops (issue 17)
+    "conv_transpose": ConvTranspose(),
+    "take": Take(),
+    "place": Place(),
+    "sign": Sign(),
+    "floor": Floor(),
+    "trunc": Truncate(),
+    "argmax": ArgMax(),
+    "compare": Compare(),
+    "where": Where(),
+    "nonzero": Nonzero(),
+    "gather_indexed": GatherIndexed(),
+    "table": Table(),
+    "product": Product(),
 }

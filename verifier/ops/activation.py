@@ -50,13 +50,14 @@ class Activation(Rule):
 
 def _intercepts(lam, b):
     """sum_n lam[b, m, n] * b[b, 0, n]: (B, m)."""
-    return torch.einsum("bmn,bn->bm", lam.flatten(2), b.flatten(1))
+    return torch.einsum("bmn,bn->bm", lam.reshape(*lam.shape[:2], -1), b.reshape(b.shape[0], -1))
 
 
 class Relu(Activation):
     exact = True
     fn = staticmethod(torch.relu)
     zero_lower_intercept = True
+    tightens_straddling_rows_only = True
 
     @staticmethod
     def unstable(state, node):

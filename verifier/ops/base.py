@@ -13,8 +13,10 @@ from verifier.float32 import UNIT_ROUNDOFF, gamma  # noqa: F401  (the rules' flo
 
 
 class Rule:
-    nonlinear = False  # needs bounds on its input for a relaxation
+    nonlinear = False  # needs bounds on its inputs for a relaxation
     exact = False  # float32 computes it without rounding (it moves or selects values)
+    optimisable = False  # has relaxation parameters for alpha-CROWN (see initial_alpha)
+    uses_input_bounds = False  # float_error takes the exact inputs' bounds as a fourth argument
 
     def forward(self, node, *xs):
         raise NotImplementedError
@@ -31,6 +33,14 @@ class Rule:
         float32 input (magnitudes[i] >= |exact input| + errors[i]). See verifier/float_error.py.
         An op without this rule can never be part of an unsat answer."""
         raise NotImplementedError(f"no float32 error rule for op '{node.op}'")
+
+    # Evaluated exactly, but with no useful relaxation (ArgMax, Equal, index computations):
+    # verification attacks the network and answers unknown, naming the op, before any bound
+    # is computed. Its IBP and backward rules are still sound (`cli.py bounds` works).
+    no_relaxation = False
+    # Only the input elements whose bounds straddle 0 need CROWN's tighter bounds (the
+    # relaxation is exact elsewhere: ReLU, Sign).
+    tightens_straddling_rows_only = False
 
 
 class LinearRule(Rule):
@@ -84,4 +94,4 @@ def lam_to_input_shape(lam: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Te
 
 def bias_of(lam: torch.Tensor, const: torch.Tensor) -> torch.Tensor:
     """lam . const summed over the per-sample dims: (B, m)."""
-    return lam.flatten(2) @ const.broadcast_to(lam.shape[2:]).flatten()
+    return lam.reshape(*lam.shape[:2], -1) @ const.broadcast_to(lam.shape[2:]).flatten()
