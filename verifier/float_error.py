@@ -63,9 +63,10 @@ def output_error(graph: Graph, lo: np.ndarray, hi: np.ndarray,
                 l, u = torch.maximum(l, kl), torch.minimum(u, ku)
         bounds[node.name] = (l, u)
         magnitude[node.name] = torch.maximum(l.abs(), u.abs())
+        extra = ([bounds[i] for i in node.inputs],) if rule.uses_input_bounds else ()
         try:
             e = rule.float_error(node, [error[i] for i in node.inputs],
-                                 [magnitude[i] + error[i] for i in node.inputs])
+                                 [magnitude[i] + error[i] for i in node.inputs], *extra)
         except NotImplementedError as reason:
             raise NoErrorRule(f"{reason} (node '{node.onnx_name or node.name}')") from None
         error[node.name] = torch.nan_to_num(torch.as_tensor(e, dtype=torch.float64, device=device)

@@ -9,6 +9,7 @@ from onnx import numpy_helper
 
 from verifier.errors import UnsupportedModel, UserError
 from verifier.graph import onnx_ops
+from verifier.graph.composite import expand
 from verifier.graph.ir import Graph, Node
 from verifier.graph.shapes import output_shape
 from verifier.graph.simplify import simplify
@@ -21,8 +22,9 @@ _ALWAYS_CONSTANT = {"Constant", "Shape", "ConstantOfShape", "Size"}
 class Builder:
     """Holds the state of one conversion: constants, variable shapes, emitted nodes."""
 
-    def __init__(self, path: str, input_name: str, input_shape: tuple[int, ...]):
+    def __init__(self, path: str, input_name: str, input_shape: tuple[int, ...], opset: int = 13):
         self.path = path
+        self.opset = opset  # of the default ONNX domain: some ops changed meaning across opsets
         self.input_name = input_name
         self.constants: dict[str, np.ndarray] = {}
         self.shapes: dict[str, tuple[int, ...]] = {input_name: input_shape}
@@ -96,7 +98,8 @@ def load_onnx(path: str | Path) -> Graph:
                         f"{onnx.TensorProto.DataType.Name(elem)}; only float inputs are supported")
 
     _check_supported(path, graph, set(initializers))
-    builder = Builder(path, model_input.name, input_shape)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+    builder = Builder(path, model_input.name, input_shape, opset)
     builder.constants.update(initializers)
     for onnx_node in graph.node:
         builder.current = onnx_node
@@ -105,7 +108,7 @@ def load_onnx(path: str | Path) -> Graph:
     output = builder.resolve(graph.output[0].name)
     if output in builder.constants:
         raise UserError(f"{path}: the output '{graph.output[0].name}' does not depend on the input")
-    nodes = simplify(builder.nodes, output)
+    nodes = simplify(expand(builder.nodes), output)
     return Graph(model_input.name, input_shape, output, nodes,
                  "float64" if elem == onnx.TensorProto.DOUBLE else "float32", path,
                  execution_nodes=None if nodes is builder.nodes else builder.nodes)

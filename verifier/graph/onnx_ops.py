@@ -76,8 +76,10 @@ def _arithmetic(b, node):
     x, y = _inputs(node)
     op = node.op_type
     if not b.is_const(x) and not b.is_const(y):
-        if op in ("Mul", "Div"):
-            b.fail(f"{op} of two variable tensors is not supported (only by constants)")
+        if op == "Mul":
+            return variable_product(b, x, y, node.output[0])
+        if op == "Div":
+            return variable_division(b, x, y, node.output[0])
         rank = max(len(b.shape(x)), len(b.shape(y)))
         x, y = _lift_rank(b, x, rank), _lift_rank(b, y, rank)
         b.emit("add", [x, y], node.output[0], attrs={"sign": 1 if op == "Add" else -1})
@@ -90,7 +92,7 @@ def _arithmetic(b, node):
             return _affine(b, var, scale=-np.ones_like(c), shift=c, out=node.output[0])
         if op == "Mul":
             return _affine(b, var, scale=c, out=node.output[0])
-        b.fail("division by a variable tensor is not supported")
+        return variable_division(b, x, var, node.output[0])
     c, var = b.const(y).astype(np.float64), x
     if op == "Add":
         return _affine(b, var, shift=c, out=node.output[0])
@@ -141,7 +143,7 @@ def _matmul(b, node):
         t = b.emit("matmul", [t], tensors={"W": C.T})
         b.emit("transpose", [t], node.output[0], attrs={"perm": swap})
         return
-    b.fail("MatMul of two variable tensors is not supported")
+    variable_matmul(b, x, w, node.output[0])
 
 
 @converter("Gemm")
@@ -537,3 +539,7 @@ def _split(b, node):
         if out:
             b.emit("slice", [x], out, attrs={"index": tuple(index)})
         start += size
+
+
+# The smooth ops and the products of variables register themselves (and are called above).
+from verifier.graph.onnx_math_ops import variable_division, variable_matmul, variable_product  # noqa: E402

@@ -20,7 +20,9 @@ def gamma(n: int) -> float:
 
 
 class Rule:
-    nonlinear = False  # needs bounds on its input for a relaxation
+    nonlinear = False  # needs bounds on its inputs for a relaxation
+    optimisable = False  # has relaxation parameters for alpha-CROWN (see initial_alpha)
+    uses_input_bounds = False  # float_error takes the exact inputs' bounds as a fourth argument
 
     def forward(self, node, *xs):
         raise NotImplementedError
@@ -29,6 +31,11 @@ class Rule:
         raise NotImplementedError
 
     def backward(self, node, lam, state, alpha=None):
+        raise NotImplementedError
+
+    def initial_alpha(self, node, state, m: int):
+        """Parameters in [0, 1], (B, m, *shape, k), that give the rule's CROWN relaxation; its
+        backward rule receives them (or the optimised ones) as `alpha`."""
         raise NotImplementedError
 
     def float_error(self, node, errors, magnitudes):
@@ -54,7 +61,19 @@ class LinearRule(Rule):
         (l, u), = bounds
         centre = self.forward(node, (l + u) / 2)
         radius = self.forward_abs(node, (u - l) / 2)
-        return centre - radius, centre + radius
+        lower, upper = centre - radius, centre + radius
+        if torch.isnan(lower).any() or torch.isnan(upper).any():  # infinite input bounds
+            return self._ibp_unbounded(node, l, u)
+        return lower, upper
+
+    def _ibp_unbounded(self, node, l, u):
+        """IBP where some input bounds are infinite (inf - inf gives NaN above): the finite
+        part as usual, and (-inf, inf) wherever an infinite bound enters with a nonzero weight."""
+        infinite = torch.isinf(l) | torch.isinf(u)
+        lf, uf = torch.where(infinite, 0.0, l), torch.where(infinite, 0.0, u)
+        lower, upper = self.ibp(node, (lf, uf))
+        reached = self.forward_abs(node, infinite.to(l.dtype)) > 0
+        return lower.masked_fill(reached, float("-inf")), upper.masked_fill(reached, float("inf"))
 
     def forward_linear(self, node, fns, state):
         """By centre and radius functions: |op|(radius) bounds the deviation pointwise."""
