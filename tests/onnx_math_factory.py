@@ -153,12 +153,16 @@ def gen_attention(rng) -> onnx.ModelProto:
     """One self-attention head: softmax(Q K^T / sqrt(d)) V on a few tokens."""
     tokens, d = int(rng.integers(2, 4)), int(rng.integers(2, 4))
     b = OnnxBuilder([1, tokens, d], rng=rng)
-    q, k, v = (b.add("MatMul", [b.input, b.weight(d, d)]) for _ in range(3))
+    x = b.input
+    if rng.random() < 0.5:  # a constant class token in front, as vision transformers do
+        x = b.add("Concat", [b.const(rng.normal(size=(1, 1, d)).astype(np.float32)), x], axis=1)
+        tokens += 1
+    q, k, v = (b.add("MatMul", [x, b.weight(d, d)]) for _ in range(3))
     scores = b.add("MatMul", [q, b.add("Transpose", [k], perm=[0, 2, 1])])
     scores = b.add("Mul", [scores, b.const(np.float32(1 / np.sqrt(d)))])
     attention = b.add("Softmax", [scores], axis=-1)
     y = b.add("MatMul", [attention, v])
-    y = b.add("Reshape", [b.add("Add", [y, b.input]), b.ints([1, tokens * d])])
+    y = b.add("Reshape", [b.add("Add", [y, x]), b.ints([1, tokens * d])])
     return b.model(_dense(b, y, tokens * d, 2, rng))
 
 

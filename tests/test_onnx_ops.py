@@ -335,8 +335,8 @@ def _matmul_of_variables_mismatch(b):
     return b.add("MatMul", [b.input, b.add("Relu", [b.input])], name="bad_matmul_vv")
 
 
-def _concat_with_constant(b):
-    return b.add("Concat", [b.input, b.const(np.ones((1, 2)))], axis=1, name="bad_concat_const")
+def _concat_with_constant_of_other_rank(b):
+    return b.add("Concat", [b.input, b.const(np.ones(2))], axis=0, name="bad_concat_const")
 
 
 def _clip_min_above_max(b):
@@ -357,7 +357,7 @@ MISTAKES = {  # on an input of shape (1, 4); the node named bad_* is at fault
     "mul_of_variables_mismatch": _mul_of_variables_mismatch,
     "division_by_variable_mismatch": _division_by_variable_mismatch,
     "matmul_of_variables_mismatch": _matmul_of_variables_mismatch,
-    "concat_with_constant": _concat_with_constant,
+    "concat_with_constant_of_other_rank": _concat_with_constant_of_other_rank,
     "split_sizes_mismatch": _split_sizes_mismatch,
     "clip_min_above_max": _clip_min_above_max,
 }

@@ -152,9 +152,18 @@ def _fold(builder: Builder, node) -> None:
     from onnx.reference import ReferenceEvaluator  # heavy import, only when something folds
 
     feeds = {name: builder.const(name) for name in node.input if name}
-    try:
-        outputs = ReferenceEvaluator(node).run(None, feeds)
+    try:  # as a one-node model of the file's opset: ops changed signatures (Unsqueeze's axes)
+        outputs = ReferenceEvaluator(_one_node_model(node, feeds, builder.opset)).run(None, feeds)
     except Exception as e:  # the reference evaluator raises many types
         builder.fail(f"could not fold this constant op ({type(e).__name__}: {e})")
     for name, value in zip(node.output, outputs):
         builder.constants[name] = np.asarray(value)
+
+
+def _one_node_model(node, feeds: dict, opset: int):
+    helper = onnx.helper
+    inputs = [helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(np.asarray(value).dtype), None)
+              for name, value in feeds.items()]
+    outputs = [helper.make_empty_tensor_value_info(name) for name in node.output if name]
+    graph = helper.make_graph([node], "fold", inputs, outputs)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])

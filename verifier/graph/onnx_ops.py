@@ -487,10 +487,38 @@ def _transpose(b, node):
 @converter("Concat")
 def _concat(b, node):
     names = [n for n in node.input if n]
+    rank = len(b.shape(next(n for n in names if not b.is_const(n))))
+    axis = _attrs(node)["axis"] % rank
     if any(b.is_const(n) for n in names):
-        b.fail("Concat of constant and variable tensors is not supported")
-    rank = len(b.shape(names[0]))
-    b.emit("concat", names, node.output[0], attrs={"axis": _attrs(node)["axis"] % rank})
+        _concat_with_constants(b, names, axis, node.output[0])
+        return
+    b.emit("concat", names, node.output[0], attrs={"axis": axis})
+
+
+def _concat_with_constants(b, names, axis: int, out: str) -> str:
+    """Each variable zero-padded to the full length at its offset, the padded ones added, the
+    constants added as one shift (a class token before the patches of a vision transformer)."""
+    shapes = [b.const(n).shape if b.is_const(n) else b.shape(n) for n in names]
+    if any(len(shape) != len(shapes[0]) for shape in shapes):
+        b.fail(f"shape mismatch: cannot concatenate {[list(s) for s in shapes]}")
+    total = sum(shape[axis] for shape in shapes)
+    frame = list(b.shape(next(n for n in names if not b.is_const(n))))
+    frame[axis] = total
+    shift, padded, offset = np.zeros(frame), [], 0
+    for name, shape in zip(names, shapes):
+        where = [slice(None)] * len(frame)
+        where[axis] = slice(offset, offset + shape[axis])
+        if b.is_const(name):
+            shift[tuple(where)] = b.const(name)
+        else:
+            pads = [(0, 0)] * len(frame)
+            pads[axis] = (offset, total - offset - shape[axis])
+            padded.append(_pad(b, name, pads, 0.0))
+        offset += shape[axis]
+    result = padded[0]
+    for other in padded[1:]:
+        result = _add_vars(b, result, other)
+    return _affine(b, result, shift=shift, out=out)
 
 
 @converter("Slice")

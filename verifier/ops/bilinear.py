@@ -16,6 +16,9 @@ for a dot product of length k (any order, FMA or not).
 """
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 
 from verifier.ops.base import UNIT_ROUNDOFF, Rule, gamma, lam_to_input_shape
@@ -120,8 +123,8 @@ class MatMulVariables(Rule):
 
     def ibp(self, node, bx, by):
         (lx, ux), (ly, uy) = bx, by
-        terms = torch.broadcast_shapes(lx.unsqueeze(-1).shape, ly.unsqueeze(-3).shape)
-        if _unbounded(lx, ux).any() or _unbounded(ly, uy).any() or terms.numel() > _EXACT_TERMS:
+        terms = math.prod(np.broadcast_shapes(lx.unsqueeze(-1).shape, ly.unsqueeze(-3).shape))
+        if _unbounded(lx, ux).any() or _unbounded(ly, uy).any() or terms > _EXACT_TERMS:
             return self._midpoint_radius(lx, ux, ly, uy)
         low, high = _corner_range(lx.unsqueeze(-1), ux.unsqueeze(-1), ly.unsqueeze(-3), uy.unsqueeze(-3))
         return low.sum(-2), high.sum(-2)
@@ -129,7 +132,7 @@ class MatMulVariables(Rule):
     @staticmethod
     def _midpoint_radius(lx, ux, ly, uy):
         if _unbounded(lx, ux).any() or _unbounded(ly, uy).any():
-            shape = torch.broadcast_shapes(lx.shape[:-1], ly.shape[:-2]) + (lx.shape[-2], ly.shape[-1])
+            shape = np.broadcast_shapes(lx.shape[:-2], ly.shape[:-2]) + (lx.shape[-2], ly.shape[-1])
             return lx.new_full(shape, float("-inf")), lx.new_full(shape, float("inf"))
         cx, rx, cy, ry = (ux + lx) / 2, (ux - lx) / 2, (uy + ly) / 2, (uy - ly) / 2
         centre = cx @ cy
@@ -151,8 +154,13 @@ class MatMulVariables(Rule):
         lx, ux, ly, uy = (t.unsqueeze(1) for name in (x, y) for t in state.bounds[name])
         if _unbounded(lx, ux).any() or _unbounded(ly, uy).any():
             return self._constant_backward(node, lam, state)
-        a, b = (_EVEN, _EVEN) if alpha is None else (alpha[..., 0], alpha[..., 1])
         positive, negative = lam.clamp(min=0), lam.clamp(max=0)
+        if alpha is None:  # the even mix: both sides' slopes are the midpoints
+            lam_x = lam @ ((ly + uy) / 2).transpose(-1, -2)
+            lam_y = ((lx + ux) / 2).transpose(-1, -2) @ lam
+            bias = -(weighted_sum(positive, lx @ ly + ux @ uy) + weighted_sum(negative, lx @ uy + ux @ ly)) / 2
+            return [lam_to_input_shape(lam_x, state.shape_of(x)), lam_to_input_shape(lam_y, state.shape_of(y))], bias
+        a, b = alpha[..., 0], alpha[..., 1]
         with_ly, with_uy = positive * a + negative * (1 - b), positive * (1 - a) + negative * b
         with_lx, with_ux = positive * a + negative * b, positive * (1 - a) + negative * (1 - b)
         lam_x = with_ly @ ly.transpose(-1, -2) + with_uy @ uy.transpose(-1, -2)

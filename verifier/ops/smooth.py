@@ -18,6 +18,7 @@ overflowing values get constant lines at the interval bounds (which may be infin
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from verifier.ops.base import Rule
@@ -143,7 +144,7 @@ class Smooth(Rule):
     def _extremes(self, node, l, u, a):
         """Lower and upper bounds of min and max of f(x) - a x over [l, u], exact up to a
         rounding margin. a may have more leading dims than l and u (rows)."""
-        shape = torch.broadcast_shapes(l.shape, a.shape)
+        shape = np.broadcast_shapes(l.shape, a.shape)  # numpy's: torch's imports sympy
         points = [l.expand(shape), u.expand(shape)]
         for c in self.stationary(node, a, l, u):
             points.append(torch.where((c >= l) & (c <= u), c, l).expand(shape))  # NaN: l
