@@ -155,12 +155,12 @@ class MatMulVariables(Rule):
         if _unbounded(lx, ux).any() or _unbounded(ly, uy).any():
             return self._constant_backward(node, lam, state)
         positive, negative = lam.clamp(min=0), lam.clamp(max=0)
-        if alpha is None:  # the even mix: both sides' slopes are the midpoints
+        if alpha is None and _EVEN == 0.5:  # the even mix: both sides' slopes are the midpoints
             lam_x = lam @ ((ly + uy) / 2).transpose(-1, -2)
             lam_y = ((lx + ux) / 2).transpose(-1, -2) @ lam
             bias = -(weighted_sum(positive, lx @ ly + ux @ uy) + weighted_sum(negative, lx @ uy + ux @ ly)) / 2
             return [lam_to_input_shape(lam_x, state.shape_of(x)), lam_to_input_shape(lam_y, state.shape_of(y))], bias
-        a, b = alpha[..., 0], alpha[..., 1]
+        a, b = (_EVEN, _EVEN) if alpha is None else (alpha[..., 0], alpha[..., 1])
         with_ly, with_uy = positive * a + negative * (1 - b), positive * (1 - a) + negative * b
         with_lx, with_ux = positive * a + negative * b, positive * (1 - a) + negative * (1 - b)
         lam_x = with_ly @ ly.transpose(-1, -2) + with_uy @ uy.transpose(-1, -2)
