@@ -405,3 +405,47 @@ def test_softmax_keeps_its_execution_node(tmp_path):
     assert [n.op for n in graph.execution().nodes] == ["softmax"]
     assert math.isclose(float(evaluate(graph.to(torch.float64), torch.zeros(1, 64, dtype=torch.float64))[0, 0, 0]),
                         1 / 64)
+
+
+# --- verdicts against a grid ------------------------------------------------------------------------
+
+def _smooth_net(path, seed: int, softmax: bool):
+    """2 inputs -> sin(W1 x) * cos(W2 x) -> W3 (-> softmax, first output), and a Lipschitz
+    constant in the infinity norm: |sin|, |cos| <= 1 and both are 1-Lipschitz; softmax's
+    outputs move by at most half the largest change of its logits."""
+    rng = np.random.default_rng(seed)
+    b = OnnxBuilder([1, 2], rng=rng)
+    W1, W2 = rng.normal(size=(2, 6)) * 1.5, rng.normal(size=(2, 6)) * 1.5
+    n_out = 3 if softmax else 1
+    W3 = rng.normal(size=(6, n_out))
+    s = b.add("Sin", [b.add("MatMul", [b.input, b.const(W1)])])
+    c = b.add("Cos", [b.add("MatMul", [b.input, b.const(W2)])])
+    y = b.add("MatMul", [b.add("Mul", [s, c]), b.const(W3)])
+    per_unit = np.abs(W1).sum(0) + np.abs(W2).sum(0)
+    lipschitz = float((np.abs(W3) * per_unit[:, None]).sum(0).max())
+    if softmax:
+        y, lipschitz = b.add("Softmax", [y], axis=-1), lipschitz / 2
+    return b.save(path, y), lipschitz
+
+
+@pytest.mark.parametrize("softmax", [False, True], ids=["sin_cos_mul", "softmax"])
+def test_smooth_nets_verify_against_a_grid(softmax, tmp_path):
+    """Just below the grid's maximum of the first output is sat (the witness replays in
+    onnxruntime); above it by the Lipschitz slack, unsat."""
+    import verifier
+
+    onnx_path, lipschitz = _smooth_net(tmp_path / "smooth.onnx", 0, softmax)
+    axis = np.linspace(-1.0, 1.0, 301)
+    grid = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 1, 2).astype(np.float32)
+    top = float(run_onnxruntime(onnx_path, grid).reshape(len(grid), -1)[:, 0].max())
+    slack = lipschitz * (axis[1] - axis[0]) / 2
+    box = "".join(f"(declare-const X_{i} Real)\n(assert (>= X_{i} -1))\n(assert (<= X_{i} 1))\n" for i in range(2))
+    outputs = "".join(f"(declare-const Y_{i} Real)\n" for i in range(3 if softmax else 1))
+    for threshold, expected in [(top - 0.01, "sat"), (top + slack + 1e-3, "unsat")]:
+        spec = tmp_path / f"{expected}.vnnlib"
+        spec.write_text(box + outputs + f"(assert (>= Y_0 {float(threshold)!r}))\n")
+        result = verifier.verify(onnx_path, spec, timeout=60)
+        assert result.verdict == expected, (threshold, result.stage)
+        if expected == "sat":
+            y = run_onnxruntime(onnx_path, np.asarray(result.witness.x, np.float32).reshape(1, 1, 2))
+            assert y.reshape(-1)[0] >= threshold
