@@ -11,13 +11,14 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import onnx_factory as factory
 import onnx_math_factory as math_factory
 from onnx_factory import one_torch_thread  # noqa: F401  (a fixture)
 from onnx_factory import OnnxBuilder, run_onnxruntime
+from test_bounds_property import few
 from verifier.api import bounds
 from verifier.boundprop.engine import BoundState, backward, crown, ibp
 from verifier.boundprop.forward import forward_bounds
@@ -35,11 +36,6 @@ SEEDS = range(6)
 N_SAMPLES = 10_000
 WIDTHS = {"zero": 0.0, "tiny": 1e-5, "small": 0.05, "medium": 0.5, "wide": 3.0}
 RELATIVE_TOL = 1e-9
-
-
-def few(n: int):
-    return settings(max_examples=n, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.fixture(scope="module")
