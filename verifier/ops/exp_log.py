@@ -30,7 +30,8 @@ class Exp(Smooth):
         return torch.exp(x)
 
     def stationary(self, node, a, l, u):
-        return [torch.log(a)]  # none where a <= 0 (NaN, -inf)
+        # none where a <= 0; clamped so that log keeps a finite gradient (any point will do)
+        return [torch.log(a.clamp(min=torch.finfo(a.dtype).tiny))]
 
     def curvature(self, node, l, u, f_min, f_max):
         return torch.ones_like(l, dtype=torch.bool), torch.zeros_like(l, dtype=torch.bool)

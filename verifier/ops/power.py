@@ -104,7 +104,7 @@ class Pow(Smooth):
 
     def stationary(self, node, a, l, u):
         p = self._p(node)
-        root = torch.pow((a / p).abs(), 1.0 / (p - 1))
+        root = torch.pow((a / p).abs().clamp(min=torch.finfo(a.dtype).tiny), 1.0 / (p - 1))
         return [root, -root]
 
     def in_domain(self, node, l, u):

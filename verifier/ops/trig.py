@@ -22,6 +22,9 @@ from verifier.ops.smooth import Smooth
 _TRIG_ERROR = 10 * UNIT_ROUNDOFF
 _LARGE = 2.0 ** 20
 _TWO_PI = 2 * math.pi
+# Moves a stationary point by at most sqrt(2 * _INSIDE) = 4.5e-8, which changes f(x) - a x
+# there by at most _INSIDE (it is flat to first order): far below the intercepts' margin.
+_INSIDE = 1e-15
 
 
 def _first_and_last(base, l, u):
@@ -47,7 +50,9 @@ class Sinusoid(Smooth):
         return torch.cos(x + self.phase)
 
     def stationary(self, node, a, l, u):
-        theta = torch.acos(a)  # NaN where |a| > 1: no such point
+        # |a| > 1: no such point, and any point of [l, u] is a harmless candidate; clamped
+        # just inside [-1, 1] so that acos has a finite gradient for alpha-CROWN
+        theta = torch.acos(a.clamp(-1 + _INSIDE, 1 - _INSIDE))
         points = []
         for base in (theta - self.phase, -theta - self.phase):
             points += _first_and_last(base, l, u)
