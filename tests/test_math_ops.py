@@ -445,3 +445,22 @@ def test_smooth_nets_verify_against_a_grid(softmax, tmp_path):
         if expected == "sat":
             y = run_onnxruntime(onnx_path, np.asarray(result.witness.x, np.float32).reshape(1, 1, 2))
             assert y.reshape(-1)[0] >= threshold
+
+
+@pytest.mark.parametrize("op, attrs", _smooth_cases(), ids=lambda v: str(v))
+def test_infinite_and_out_of_domain_intervals_give_no_nan(op, attrs):
+    """Infinite ends, intervals leaving the domain and overflowing values: IBP and lines are
+    NaN-free, the lines constant at the interval bounds, which hold at finite sample points."""
+    inf = float("inf")
+    rule, node = RULES[op], Node("y", op, ["x"], (), attrs=attrs)
+    l = torch.tensor([-inf, -inf, 1.0, -1.0, 0.5, 800.0, -5.0, 0.0], dtype=torch.float64)
+    u = torch.tensor([inf, -2.0, inf, 1.0, 1e300, 900.0, -1.0, 0.0], dtype=torch.float64)
+    low, high = rule.ibp(node, (l, u))
+    lines = rule.relax(node, l, u)
+    assert not any(torch.isnan(t).any() for t in (low, high, *lines))
+    points = torch.stack([torch.where(torch.isfinite(l), l, torch.where(torch.isfinite(u), u - 7.0, 3.0)),
+                          torch.where(torch.isfinite(u), u, l + 7.0)]).clamp(-1e300, 1e300)
+    with np.errstate(all="ignore"):
+        fx = rule.fn(node, points)
+    defined = torch.isfinite(fx)
+    assert (~defined | ((fx >= low - 1e-9 * fx.abs()) & (fx <= high + 1e-9 * fx.abs()))).all()

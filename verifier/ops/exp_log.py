@@ -64,6 +64,11 @@ class Log(Smooth):
     def curvature(self, node, l, u, f_min, f_max):
         return torch.zeros_like(l, dtype=torch.bool), torch.ones_like(l, dtype=torch.bool)
 
+    def wild_bounds(self, node, l, u):
+        inside = l > 0
+        return (torch.where(inside, torch.log(l), -INF),
+                torch.where(inside, torch.log(u), INF))
+
     def float_error(self, node, errors, magnitudes, bounds):
         """1 / (l - e) bounds the derivative on the widened interval, which must stay positive."""
         (e,), ((l, u),) = errors, bounds

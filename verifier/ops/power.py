@@ -26,6 +26,13 @@ def _distance_from_zero(l, u):
     return torch.where(l > 0, l, torch.where(u < 0, -u, torch.zeros_like(l)))
 
 
+def _increasing_on_domain(f, inside, l, u):
+    """[f(l), f(u)] for an increasing f where [l, u] lies in its domain (infinite ends
+    included), else (-inf, inf)."""
+    return (torch.where(inside, f(l), -INF),
+            torch.where(inside, f(u), INF))
+
+
 def _overflow_to_inf(error, value):
     """float32 results beyond its range are infinite in onnxruntime."""
     return torch.where(value < _FLOAT32_MAX, error, INF)
@@ -49,6 +56,12 @@ class Reciprocal(Smooth):
 
     def curvature(self, node, l, u, f_min, f_max):
         return l > 0, u < 0
+
+    def wild_bounds(self, node, l, u):
+        """[1/u, 1/l] on an infinite interval on one side of 0 (1 / inf = 0)."""
+        one_side = _off_zero(l, u)
+        return (torch.where(one_side, 1.0 / u, -INF),
+                torch.where(one_side, 1.0 / l, INF))
 
     def float_error(self, node, errors, magnitudes, bounds):
         """|1/x' - 1/x| <= e / d^2 where both lie at least d from 0."""
@@ -75,6 +88,9 @@ class Sqrt(Smooth):
 
     def curvature(self, node, l, u, f_min, f_max):
         return torch.zeros_like(l, dtype=torch.bool), torch.ones_like(l, dtype=torch.bool)
+
+    def wild_bounds(self, node, l, u):
+        return _increasing_on_domain(torch.sqrt, self.in_domain(node, l, u), l, u)
 
     def float_error(self, node, errors, magnitudes, bounds):
         """|sqrt x' - sqrt x| <= min(sqrt e, e / (2 sqrt(l - e))); negative inputs give NaN."""
