@@ -464,3 +464,26 @@ def test_infinite_and_out_of_domain_intervals_give_no_nan(op, attrs):
         fx = rule.fn(node, points)
     defined = torch.isfinite(fx)
     assert (~defined | ((fx >= low - 1e-9 * fx.abs()) & (fx <= high + 1e-9 * fx.abs()))).all()
+
+
+@pytest.mark.parametrize("scale", [1e3, 1e5, 1e7])
+def test_relu_error_bound_holds_on_cancelling_nets(tmp_path, scale):
+    """ReLU's error stops at neurons whose float32 input stays negative: the bound must still
+    hold for onnxruntime on nets whose hidden values are large and cancel, many of whose
+    neurons sit just below 0 (their errors would flip them if the rule were wrong)."""
+    rng = np.random.default_rng(int(scale))
+    for trial in range(3):
+        b = OnnxBuilder([1, 3], rng=rng)
+        W1 = rng.normal(size=(3, 16))
+        b1 = -np.abs(rng.normal(size=16)) * scale - 2.5  # most neurons just below 0 on the box
+        h = b.add("Relu", [b.add("Gemm", [b.input, b.const(W1), b.const(b1 + scale)])])
+        h = b.add("Gemm", [h, b.const(rng.normal(size=(16, 8))), b.const(rng.normal(size=8) * scale)])
+        y = b.add("Gemm", [b.add("Relu", [h]), b.const(rng.normal(size=(8, 2))), b.const(np.zeros(2))])
+        path = b.save(tmp_path / f"cancel{trial}.onnx", y)
+        graph = load_onnx(path).to(torch.float64)
+        lo, hi = -np.ones(3), np.ones(3)
+        error, _ = output_error(graph, lo, hi)
+        x = rng.uniform(-1, 1, size=(3000, 1, 3)).astype(np.float32)
+        ort = run_onnxruntime(path, x).reshape(3000, -1)
+        exact = evaluate(graph, torch.as_tensor(x.astype(np.float64))).reshape(3000, -1).numpy()
+        assert (np.abs(ort - exact) <= error).all(), (scale, trial)
