@@ -280,7 +280,7 @@ def crown(graph: Graph, lo: torch.Tensor, hi: torch.Tensor, state: BoundState | 
 def tighten(state: BoundState, name: str, unstable_only: bool, iterations: int = 0) -> None:
     l, u = state.bounds[name]
     flat_l, flat_u = l.flatten(1), u.flatten(1)
-    mask = (flat_l < 0) & (flat_u > 0) if unstable_only else torch.ones_like(flat_l, dtype=torch.bool)
+    mask = (flat_l < 0) & (flat_u > 0) if unstable_only else flat_l < flat_u  # exact ones stay
     rows = mask.any(0).nonzero().flatten()
     if rows.numel() == 0:
         return
