@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from verifier.graph.ir import Node
+from verifier.graph.ir import Graph, Node
 
 
 def expand(nodes: list[Node]) -> list[Node]:
@@ -49,8 +49,22 @@ def _softmax(node: Node) -> list[Node]:
     pairs = part("pairs", "reshape", [differences.name], (*shape, n), attrs={"target": (*shape, n)})
     exps = part("exp", "exp", [pairs.name], (*shape, n))
     total = part("sum", "reducesum", [exps.name], shape, attrs={"axes": (len(shape),), "keepdims": False})
-    share = Node(name, "reciprocal", [total.name], tuple(shape), {}, {}, node.onnx_name)
+    share = Node(name, "reciprocal", [total.name], tuple(shape), {}, {"softmax_of": x}, node.onnx_name)
     return [differences, pairs, exps, total, share]
+
+
+def without_softmax_head(graph: Graph) -> Graph | None:
+    """The graph up to the logits of the softmax that produces its output, or None (no such
+    softmax, or its logits merged away). Softmax keeps order, y_i >= y_j exactly when
+    x_i >= x_j, so comparisons of outputs may be searched on the logits, whose gradients do
+    not vanish where the softmax saturates."""
+    out = graph.by_name.get(graph.output_name)
+    logits = out.attrs.get("softmax_of") if out is not None else None
+    names = [n.name for n in graph.nodes]
+    if logits is None or logits not in names:
+        return None
+    return Graph(graph.input_name, graph.input_shape, logits, graph.nodes[: names.index(logits) + 1],
+                 graph.onnx_input_dtype, graph.path)
 
 
 EXPANSIONS = {"softmax": _softmax}
