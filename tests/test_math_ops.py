@@ -487,3 +487,39 @@ def test_relu_error_bound_holds_on_cancelling_nets(tmp_path, scale):
         ort = run_onnxruntime(path, x).reshape(3000, -1)
         exact = evaluate(graph, torch.as_tensor(x.astype(np.float64))).reshape(3000, -1).numpy()
         assert (np.abs(ort - exact) <= error).all(), (scale, trial)
+
+
+def _saturating_softmax_net(path):
+    """4 inputs; class 1 wins only within 0.02 (l1 distance) of c = (0.3, 0.7, 0.4, 0.6),
+    by logits that differ by up to a thousand elsewhere: the softmax saturates (and exp
+    overflows in float32), so its gradients vanish or are NaN."""
+    b = OnnxBuilder([1, 4])
+    distance = b.add("MatMul", [b.add("Abs", [b.add("Sub", [b.input, b.const(np.array([[0.3, 0.7, 0.4, 0.6]]))])]),
+                                b.const(np.ones((4, 1)))])
+    logits = b.add("Gemm", [distance, b.const(np.array([[1000.0, -1000.0]])), b.const(np.array([-20.0, 20.0]))])
+    return b.save(path, b.add("Softmax", [logits], axis=-1))
+
+
+def test_attacks_search_the_logits_of_a_final_softmax(tmp_path):
+    """Comparisons of two outputs are searched on the logits, thresholds on the outputs."""
+    import verifier
+    from verifier.options import Options
+    from verifier.pipeline import Query, _attack_graph
+    from verifier.spec.vnnlib import parse_vnnlib
+
+    path = _saturating_softmax_net(tmp_path / "saturating.onnx")
+    box = "".join(f"(declare-const X_{i} Real)\n(assert (>= X_{i} 0))\n(assert (<= X_{i} 1))\n" for i in range(4))
+    outputs = "(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n"
+    compare, threshold = tmp_path / "compare.vnnlib", tmp_path / "threshold.vnnlib"
+    compare.write_text(box + outputs + "(assert (>= Y_1 Y_0))\n")
+    threshold.write_text(box + outputs + "(assert (>= Y_1 0.9))\n")
+    graph = load_onnx(path)
+    query = Query(graph, [], None, Options(), 0.0)
+    for spec, searched in [(compare, "logits"), (threshold, "outputs")]:
+        region = parse_vnnlib(spec, n_inputs=4, n_outputs=2)[0]
+        attacked = _attack_graph(query, region)
+        assert (attacked.output_name != graph.output_name) == (searched == "logits")
+    result = verifier.verify(path, compare, timeout=30)
+    assert result.verdict == "sat", result.stage
+    y = run_onnxruntime(path, np.asarray(result.witness.x, np.float32).reshape(1, 1, 4)).reshape(-1)
+    assert y[1] >= y[0]

@@ -45,7 +45,9 @@ def _softmax(node: Node) -> list[Node]:
         return Node(f"{name}::{suffix}", op, inputs, tuple(out_shape), tensors or {}, attrs or {},
                     node.onnx_name)
 
-    differences = part("differences", "matmul", [x], (*shape[:-1], n * n), {"W": difference_matrix(n)})
+    # kept apart from the matmul before it (graph.simplify), so that the logits stay a node
+    differences = part("differences", "matmul", [x], (*shape[:-1], n * n), {"W": difference_matrix(n)},
+                       {"unmerged": True})
     pairs = part("pairs", "reshape", [differences.name], (*shape, n), attrs={"target": (*shape, n)})
     exps = part("exp", "exp", [pairs.name], (*shape, n))
     total = part("sum", "reducesum", [exps.name], shape, attrs={"axes": (len(shape),), "keepdims": False})
