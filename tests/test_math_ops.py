@@ -523,3 +523,29 @@ def test_attacks_search_the_logits_of_a_final_softmax(tmp_path):
     assert result.verdict == "sat", result.stage
     y = run_onnxruntime(path, np.asarray(result.witness.x, np.float32).reshape(1, 1, 4)).reshape(-1)
     assert y[1] >= y[0]
+
+
+def test_affine_ibp_with_infinite_input_bounds():
+    """An infinite end makes an output bound infinite only where it enters with the sign that
+    can reach it; the finite rest is as usual, and sampled points stay inside."""
+    rng = np.random.default_rng(0)
+    W = rng.normal(size=(6, 5)) * (rng.random((6, 5)) < 0.6)
+    node = Node("y", "matmul", ["x"], (5,), tensors={"W": torch.as_tensor(W)})
+    rule = RULES["matmul"]
+    inf = float("inf")
+    l = torch.as_tensor(rng.normal(size=(50, 6)) - 1)
+    u = l + torch.as_tensor(rng.random((50, 6)) * 2)
+    l = torch.where(torch.as_tensor(rng.random((50, 6)) < 0.15), -inf, l)
+    u = torch.where(torch.as_tensor(rng.random((50, 6)) < 0.15), inf, u)
+    lower, upper = rule.ibp(node, (l, u))
+    assert not (torch.isnan(lower).any() or torch.isnan(upper).any())
+    assert torch.isfinite(lower).any() and torch.isinf(lower).any()
+    finite_l, finite_u = torch.where(torch.isinf(l), u - 1e6, l), torch.where(torch.isinf(u), l + 1e6, u)
+    finite_l = torch.where(torch.isinf(finite_l), -1e6, finite_l)
+    finite_u = torch.where(torch.isinf(finite_u), 1e6, finite_u)
+    t = torch.as_tensor(rng.random((2000, 50, 6)))
+    y = (finite_l + (finite_u - finite_l) * t) @ torch.as_tensor(W)
+    assert ((y >= lower - 1e-6) & (y <= upper + 1e-6)).all()
+    expected_lower = torch.where(torch.as_tensor(W) > 0, l.unsqueeze(-1), u.unsqueeze(-1)) * torch.as_tensor(W)
+    expected_lower = torch.where(torch.as_tensor(W) == 0, 0.0, expected_lower).sum(1)
+    assert torch.equal(torch.isinf(lower), torch.isinf(expected_lower))

@@ -68,12 +68,18 @@ class LinearRule(Rule):
 
     def _ibp_unbounded(self, node, l, u):
         """IBP where some input bounds are infinite (inf - inf gives NaN above): the finite
-        part as usual, and (-inf, inf) wherever an infinite bound enters with a nonzero weight."""
-        infinite = torch.isinf(l) | torch.isinf(u)
-        lf, uf = torch.where(infinite, 0.0, l), torch.where(infinite, 0.0, u)
-        lower, upper = self.ibp(node, (lf, uf))
-        reached = self.forward_abs(node, infinite.to(l.dtype)) > 0
-        return lower.masked_fill(reached, float("-inf")), upper.masked_fill(reached, float("inf"))
+        part as usual; a lower bound is -inf where a -inf lower end enters with a positive
+        weight or a +inf upper end with a negative one (the upper bound mirrored)."""
+        below, above = (l == float("-inf")).to(l.dtype), (u == float("inf")).to(l.dtype)
+        lower, upper = self.ibp(node, (torch.where(below > 0, 0.0, l), torch.where(above > 0, 0.0, u)))
+
+        def positive(t):  # sum of the positive weights on t >= 0; then of the negative ones
+            size, signed = self.forward_abs(node, t), self.linear_part(node, t)
+            return (size + signed) > 0, (size - signed) > 0
+
+        (below_up, below_down), (above_up, above_down) = positive(below), positive(above)
+        return (lower.masked_fill(below_up | above_down, float("-inf")),
+                upper.masked_fill(above_up | below_down, float("inf")))
 
     def forward_linear(self, node, fns, state):
         """By centre and radius functions: |op|(radius) bounds the deviation pointwise."""
