@@ -144,10 +144,6 @@ class Pow(Smooth):
         p = self._p(node)
         return torch.zeros_like(l), p * torch.pow(torch.maximum(l.abs(), u.abs()), p - 1)
 
-    @property
-    def value_range(self):
-        return (-INF, INF)
-
     def wild_bounds(self, node, l, u):
         p = self._p(node)
         low = 0.0 if self._integer(node) and p > 0 and int(p) % 2 == 0 else -INF
