@@ -83,18 +83,18 @@ def test_spec_of_the_wrong_size_is_a_user_error(tmp_path):
 def test_unsupported_ops_are_all_named(tmp_path):
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
-    nodes = [helper.make_node("Softmax", ["x"], ["s"], name="soft"),
+    nodes = [helper.make_node("Hardmax", ["x"], ["s"], name="hard"),
              helper.make_node("Erf", ["s"], ["y"], name="erf1")]
     model = helper.make_model(helper.make_graph(nodes, "g", [x], [y]),
                               opset_imports=[helper.make_opsetid("", 13)])
-    path = tmp_path / "softmax.onnx"
+    path = tmp_path / "hardmax.onnx"
     onnx.save(model, path)
     spec = tmp_path / "p.vnnlib"
     spec.write_text("".join(f"(declare-const X_{i} Real)\n" for i in range(4)) +
                     "".join(f"(declare-const Y_{i} Real)\n" for i in range(4)) +
                     "".join(f"(assert (<= X_{i} 1))\n(assert (>= X_{i} 0))\n" for i in range(4)) +
                     "(assert (<= Y_0 Y_1))\n")
-    assert_user_error(cli("verify", path, spec), "Softmax", "soft", "Erf", "erf1")
+    assert_user_error(cli("verify", path, spec), "Hardmax", "hard", "Erf", "erf1")
 
 
 def test_timeout_is_honoured():

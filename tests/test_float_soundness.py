@@ -15,9 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import verifier
+import verifier.api
 import verifier.boundprop.engine as engine
 import verifier.decide as decide
 import verifier.pipeline as pipeline
+import index_factory
+import onnx_math_factory as math_factory
 from onnx_factory import ALL, OnnxBuilder, make, run_onnxruntime
 from verifier.float_error import output_error
 from verifier.graph.evaluate import evaluate
@@ -234,3 +237,29 @@ def test_error_bound_covers_onnxruntime(tmp_path, family):
         exact = evaluate(graph, torch.as_tensor(x.astype(np.float64))).reshape(len(x), -1).numpy()
         ort = run_onnxruntime(path, x.reshape(len(x), *graph.input_shape)).reshape(len(x), -1)
         assert (np.abs(ort - exact) <= error).all(), (np.abs(ort - exact) / error).max()
+
+
+FACTORIES = {"base": (make, sorted(ALL)),
+             "math": (math_factory.make, sorted(math_factory.FAMILIES)),
+             "index": (index_factory.make, sorted(set(index_factory.FAMILIES) - index_factory.EXACT))}
+
+
+@pytest.mark.parametrize("factory, family", [(f, fam) for f, (_, fams) in FACTORIES.items() for fam in fams],
+                         ids=lambda v: str(v))
+def test_bounds_contain_onnxruntime_outputs(tmp_path, factory, family):
+    """The bounds every decision uses hold for the network as onnxruntime runs it: CROWN's
+    output bounds (float32 rounding charged) contain onnxruntime's outputs at float32 points of
+    the box, for every op family the loader reads."""
+    make, _ = FACTORIES[factory]
+    rng = np.random.default_rng(5)
+    for seed in range(2):
+        path = make(family, seed, tmp_path)
+        graph = load_onnx(path).to(torch.float64)
+        centre = rng.normal(size=graph.input_size) * 0.5
+        lo, hi = centre - 0.3 * rng.random(graph.input_size), centre + 0.3 * rng.random(graph.input_size)
+        lower, upper = verifier.api.bounds(graph, (lo, hi), "crown")
+        x = np.clip((lo + (hi - lo) * rng.random((300, graph.input_size))).astype(np.float32),
+                    np.float32(lo), np.float32(hi))
+        x = x[((x >= lo) & (x <= hi)).all(1)]
+        ort = run_onnxruntime(path, x.reshape(len(x), *graph.input_shape)).reshape(len(x), -1)
+        assert (ort >= lower).all() and (ort <= upper).all(), (family, seed)

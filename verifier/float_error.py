@@ -61,13 +61,19 @@ def charging_rounding() -> bool:
     return _charging[-1]
 
 
-def local_rounding(node, bounds: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor | None:
-    """The float32 rounding bound of the node's result (B, *shape), from bounds on its inputs
-    (float32 values included); None for exact ops and for ops with no rule (see
-    missing_error_rules)."""
+def local_rounding(node, bounds_of) -> torch.Tensor | None:
+    """The float32 rounding bound of the node's result (B, *shape), from the bounds of its
+    inputs (float32 values included; bounds_of: name -> (l, u)); None for exact ops and for ops
+    with no rule (see missing_error_rules). A composite op the loader expanded
+    (graph/composite.py) rounds in one piece, as onnxruntime computes it: the expansion's last
+    node carries the original op's bound, its other nodes none."""
+    if "within" in node.attrs:
+        return None
+    node = node.attrs.get("computes", node)
     rule = RULES[node.op]
     if rule.exact:
         return None
+    bounds = [bounds_of(i) for i in node.inputs]
     magnitudes = [torch.maximum(l.abs(), u.abs()) for l, u in bounds]
     extra = (bounds,) if rule.uses_input_bounds else ()
     try:
@@ -79,7 +85,7 @@ def local_rounding(node, bounds: list[tuple[torch.Tensor, torch.Tensor]]) -> tor
 
 def missing_error_rules(graph: Graph) -> list[str]:
     """The ops of the graph with no float32 error rule, named for messages."""
-    return [f"{node.op} (node '{node.onnx_name or node.name}')" for node in graph.nodes
+    return [f"{node.op} (node '{node.onnx_name or node.name}')" for node in graph.execution().nodes
             if type(RULES[node.op]).float_error is Rule.float_error]
 
 
@@ -89,7 +95,7 @@ def output_error(graph: Graph, lo: np.ndarray, hi: np.ndarray,
     """(error bound e, magnitude bound of the exact output) per flat output, over the box
     [lo, hi]. `known`: valid bounds node -> (l, u) (batch 1) of the exact network on this box,
     e.g. a CROWN state's; the analysis intersects them with its own interval bounds."""
-    graph = graph.to(torch.float64, graph.device)
+    graph = graph.to(torch.float64, graph.device).execution()
     device = graph.device
     shape = (1, *graph.input_shape)
     l = torch.as_tensor(np.asarray(lo, dtype=np.float64), device=device).reshape(shape)

@@ -17,6 +17,7 @@ from verifier.boundprop.engine import crown, output_lower_bounds
 from verifier.boundprop.optimize import Spec
 from verifier.decide import confirm_counterexample, refuted_disjuncts
 from verifier.float_error import decision_floor, missing_error_rules, output_error, row_margins
+from verifier.graph.composite import without_softmax_head
 from verifier.options import Options
 from verifier.result import Result
 from verifier.runtime import exact_float_settings, keep_freed_memory, threads
@@ -296,8 +297,8 @@ def attack(query: Query, region: Region, restarts: int, steps: int, seed: int | 
     if pgd_budget / (steps * cost) > restarts:
         steps = min(steps, _SHORT_STEPS)
     restarts = max(restarts, int(min(_MAX_RESTARTS, pgd_budget / (steps * cost))))
-    return _first_confirmed(query, region, pgd_candidates(query.graph32, region, restarts, steps, query.deadline,
-                                                          seed, pool))
+    return _first_confirmed(query, region, pgd_candidates(_attack_graph(query, region), region, restarts, steps,
+                                                          query.deadline, seed, pool))
 
 
 def _first_confirmed(query: Query, region: Region, batches):
@@ -309,6 +310,21 @@ def _first_confirmed(query: Query, region: Region, batches):
                 return witness
     query.check_time()
     return None
+
+
+def _attack_graph(query: Query, region: Region):
+    """The network, or its logits when it ends in a softmax and every spec row compares two
+    outputs (c y_i - c y_j <= 0): the same counterexamples, and gradients that do not vanish
+    where the softmax saturates (traffic_signs' logits differ by thousands)."""
+    logits = without_softmax_head(query.graph32)
+    if logits is None or not all(_compares_two_outputs(dj.C, dj.d) for dj in region.disjuncts):
+        return query.graph32
+    return logits
+
+
+def _compares_two_outputs(C: np.ndarray, d: np.ndarray) -> bool:
+    nonzero = C != 0
+    return bool((d == 0).all() and (nonzero.sum(1) == 2).all() and (C.sum(1) == 0).all())
 
 
 def crown_proves(query: Query, region: Region) -> bool:

@@ -12,9 +12,9 @@ import torch
 
 from verifier.attack.pgd import box_pgd_candidates
 from verifier.bab.common import BabOutcome, try_counterexamples
-from verifier.boundprop.engine import BoundState, crown, needs_tight_bounds, output_lower_bounds
+from verifier.boundprop.engine import BoundState, crown, needs_tight_bounds, output_lower_bounds, parameter_nodes
 from verifier.boundprop.forward import forward_bounds
-from verifier.boundprop.optimize import Spec, optimize_bounds, relu_nodes
+from verifier.boundprop.optimize import Spec, optimize_bounds
 
 
 _FORWARD_SLACK = 0.1  # relative loss of root margin accepted for forward-mode bounds
@@ -74,7 +74,7 @@ def optimize_open_boxes(query, spec: Spec, state, lower, lam, refuted, steps: in
     bounds stay): a few Adam steps cost far less than the tree they save on hard instances.
     Returns the improved (lower, lam, refuted)."""
     open_boxes = (~refuted.all(1)).nonzero().flatten()
-    if len(open_boxes) == 0 or not relu_nodes(state):
+    if len(open_boxes) == 0 or not parameter_nodes(state.graph):
         return lower, lam, refuted
     sub = state.select(open_boxes)
     record = {state.graph.input_name: None}

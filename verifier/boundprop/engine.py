@@ -39,7 +39,9 @@ class BoundState:
         self._roundings: dict[str, torch.Tensor | None] = {}
         self._derived: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # IBP of nodes without bounds
         # Optimisable relaxation parameters, used by the backward pass from the output:
-        self.alphas: dict[str, torch.Tensor] = {}  # relu node -> lower slopes (B, m, *shape)
+        # relu node -> lower slopes (B, m, *shape); other optimisable nodes -> their parameters
+        # (B, m, *shape, k), each in [0, 1] (see Rule.initial_alpha)
+        self.alphas: dict[str, torch.Tensor] = {}
         self.lam_offsets: dict[str, torch.Tensor] = {}  # pre-activation -> beta * sign (B, m, *shape)
         self.deadline_check = None  # called between the passes of long computations; raises to stop
 
@@ -63,9 +65,10 @@ class BoundState:
                 self._roundings.pop(node.name, None)
 
     def relaxation(self, node):
+        """The node's relaxation from its inputs' bounds: relax(node, l0, u0, l1, u1, ...)."""
         if node.name not in self._relaxations:
-            l, u = self.bounds[node.inputs[0]]
-            self._relaxations[node.name] = RULES[node.op].relax(node, l, u)
+            bounds = [t for name in node.inputs for t in self.bounds[name]]
+            self._relaxations[node.name] = RULES[node.op].relax(node, *bounds)
         return self._relaxations[node.name]
 
     def rounding(self, node) -> torch.Tensor | None:
@@ -75,7 +78,7 @@ class BoundState:
         if not charging_rounding():
             return None
         if node.name not in self._roundings:
-            self._roundings[node.name] = local_rounding(node, [self.bounds_of(i) for i in node.inputs])
+            self._roundings[node.name] = local_rounding(node, self.bounds_of)
         return self._roundings[node.name]
 
     def bounds_of(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -200,30 +203,38 @@ def _element_bounds(state: BoundState, name: str, elements: torch.Tensor, iterat
 
 
 def needs_tight_bounds(graph: Graph) -> dict[str, bool]:
-    """Inputs of nonlinear nodes -> whether only unstable rows matter (ReLU-only readers)."""
+    """Inputs of nonlinear nodes (every input: a product reads two) -> whether only unstable
+    rows matter (ReLU-only readers)."""
     result: dict[str, bool] = {}
     for node in graph.nodes:
         if RULES[node.op].nonlinear:
-            name = node.inputs[0]
-            result[name] = result.get(name, True) and RULES[node.op].tightens_straddling_rows_only
+            for name in node.inputs:
+                result[name] = result.get(name, True) and RULES[node.op].tightens_straddling_rows_only
     return result
+
+
+def parameter_nodes(graph: Graph, before: str | None = None) -> list:
+    """The nodes with optimisable relaxation parameters (ReLUs and the smooth ops whose rules
+    give an initial_alpha), those before `before` only when given."""
+    nodes = []
+    for node in graph.nodes:
+        if node.name == before:
+            break
+        if node.op == "relu" or RULES[node.op].optimisable:
+            nodes.append(node)
+    return nodes
 
 
 def optimized_backward(state: BoundState, start: str, C: torch.Tensor, iterations: int,
                        lr: float = 0.1) -> torch.Tensor:
     """alpha-CROWN for the rows C of an intermediate node: the lower slopes of the ReLUs before
-    it, one per (box, row, neuron), are searched by Adam in SEARCH_DTYPE for the best bound of
+    it (and the parameters of the other optimisable nodes), one per (box, row, neuron), are searched by Adam in SEARCH_DTYPE for the best bound of
     each row; the bound returned is the backward pass in the state's precision with them."""
-    relus = []
-    for node in state.graph.nodes:
-        if node.name == start:
-            break
-        if node.op == "relu":
-            relus.append(node)
-    if not relus:
+    nodes = parameter_nodes(state.graph, before=start)
+    if not nodes:
         return backward(state, start, C)
     search = state if state.lo.dtype == SEARCH_DTYPE else state.cast(SEARCH_DTYPE)
-    slopes = _best_slopes(search, start, C.to(SEARCH_DTYPE), relus, iterations, lr)
+    slopes = _best_slopes(search, start, C.to(SEARCH_DTYPE), nodes, iterations, lr)
     saved, state.alphas = state.alphas, {name: a.to(state.lo.dtype) for name, a in slopes.items()}
     try:
         with torch.no_grad():
@@ -233,9 +244,13 @@ def optimized_backward(state: BoundState, start: str, C: torch.Tensor, iteration
 
 
 def adaptive_slopes(state: BoundState, relus, m: int) -> dict[str, torch.Tensor]:
-    """The adaptive CROWN slopes (1 where u > -l, else 0), one per (domain, row, neuron)."""
+    """The adaptive CROWN slopes (1 where u > -l, else 0), one per (domain, row, neuron); for
+    other optimisable nodes, their rule's initial parameters (those of its CROWN relaxation)."""
     alphas = {}
     for node in relus:
+        if node.op != "relu":
+            alphas[node.name] = RULES[node.op].initial_alpha(node, state, m)
+            continue
         l, u = state.bounds[node.inputs[0]]
         slope = (u > -l).to(l.dtype).unsqueeze(1)
         alphas[node.name] = slope.expand(-1, m, *([-1] * (l.dim() - 1))).clone()
@@ -296,8 +311,8 @@ def crown(graph: Graph, lo: torch.Tensor, hi: torch.Tensor, state: BoundState | 
     for node in graph.nodes:
         l, u = state.ibp_node(node)
         if node.name in state.bounds:  # keep what is already known (e.g. from a parent domain)
-            l = torch.maximum(l, state.bounds[node.name][0])
-            u = torch.minimum(u, state.bounds[node.name][1])
+            l = torch.fmax(l, state.bounds[node.name][0])
+            u = torch.fmin(u, state.bounds[node.name][1])
         state.set_bounds(node.name, l, u)
         if node.name in targets:
             tighten(state, node.name, unstable_only=targets[node.name], iterations=iterations)
@@ -307,7 +322,7 @@ def crown(graph: Graph, lo: torch.Tensor, hi: torch.Tensor, state: BoundState | 
 def tighten(state: BoundState, name: str, unstable_only: bool, iterations: int = 0) -> None:
     l, u = state.bounds[name]
     flat_l, flat_u = l.reshape(l.shape[0], -1), u.reshape(u.shape[0], -1)  # scalar nodes too
-    mask = (flat_l < 0) & (flat_u > 0) if unstable_only else torch.ones_like(flat_l, dtype=torch.bool)
+    mask = (flat_l < 0) & (flat_u > 0) if unstable_only else flat_l < flat_u  # exact ones stay
     rows = mask.any(0).nonzero().flatten()
     if rows.numel() == 0:
         return
@@ -319,8 +334,9 @@ def tighten(state: BoundState, name: str, unstable_only: bool, iterations: int =
     else:
         new_l, new_u = bound_rows(state, name, rows, iterations)
     flat_l, flat_u = flat_l.clone(), flat_u.clone()
-    flat_l[:, rows] = torch.maximum(flat_l[:, rows], new_l)
-    flat_u[:, rows] = torch.minimum(flat_u[:, rows], new_u)
+    # fmax/fmin: a NaN bound (a relaxation over an infinite interval) never replaces a number
+    flat_l[:, rows] = torch.fmax(flat_l[:, rows], new_l)
+    flat_u[:, rows] = torch.fmin(flat_u[:, rows], new_u)
     state.set_bounds(name, flat_l.reshape(l.shape), flat_u.reshape(u.shape))
 
 

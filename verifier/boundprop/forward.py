@@ -41,8 +41,8 @@ def forward_bounds(graph: Graph, lo: torch.Tensor, hi: torch.Tensor, deadline_ch
         if node.name in targets:
             a_lo, b_lo, a_up, b_up = fns[node.name]
             l, u = state.bounds[node.name]
-            state.set_bounds(node.name, torch.maximum(l, concretize(a_lo, b_lo, state.lo, state.hi, False)),
-                             torch.minimum(u, concretize(a_up, b_up, state.lo, state.hi, True)))
+            state.set_bounds(node.name, torch.fmax(l, concretize(a_lo, b_lo, state.lo, state.hi, False)),
+                             torch.fmin(u, concretize(a_up, b_up, state.lo, state.hi, True)))
         for name in node.inputs:  # free functions nobody reads any more
             readers[name] -= 1
             if readers[name] == 0:

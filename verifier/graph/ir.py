@@ -51,6 +51,10 @@ class Graph:
     nodes: list[Node]  # topological order; excludes the input
     onnx_input_dtype: str = "float32"
     path: str = ""  # the ONNX file it was loaded from
+    # The nodes as onnxruntime computes them, before composite ops were expanded
+    # (graph/composite.py); None: the same as `nodes`. The forward float32 error analysis reads
+    # them (verifier.float_error.output_error).
+    execution_nodes: list[Node] | None = None
     _cast_cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -84,12 +88,22 @@ class Graph:
         (cached)."""
         key = (dtype, str(device))
         if key not in self._cast_cache:
-            nodes = [Node(n.name, n.op, n.inputs, n.shape, {k: _cast(v, dtype, device) for k, v in n.tensors.items()},
-                          n.attrs, n.onnx_name)
-                     for n in self.nodes]
+            def cast(nodes):
+                return [Node(n.name, n.op, n.inputs, n.shape, {k: _cast(v, dtype, device) for k, v in n.tensors.items()},
+                             n.attrs, n.onnx_name)
+                        for n in nodes]
+
+            execution = None if self.execution_nodes is None else cast(self.execution_nodes)
             self._cast_cache[key] = Graph(self.input_name, self.input_shape, self.output_name,
-                                          nodes, self.onnx_input_dtype, self.path)
+                                          cast(self.nodes), self.onnx_input_dtype, self.path, execution)
         return self._cast_cache[key]
+
+    def execution(self) -> "Graph":
+        """The graph as onnxruntime executes it (see execution_nodes)."""
+        if self.execution_nodes is None:
+            return self
+        return Graph(self.input_name, self.input_shape, self.output_name, self.execution_nodes,
+                     self.onnx_input_dtype, self.path)
 
     def multiply_adds(self) -> int:
         """Rough cost of evaluating one sample."""

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from verifier.errors import UserError
 from verifier.graph.discrete import COMPARISONS, source_dtype
-from verifier.graph.onnx_ops import CONVERTERS, _affine, _attrs, _lift_rank, converter
+from verifier.graph.onnx_ops import _affine, _attrs, _lift_rank, converter
 
 _FLOAT_TYPES = {1, 11}  # FLOAT, DOUBLE
 
@@ -187,25 +186,3 @@ def _ceil(b, node):
 @converter("Range", "ConstantOfShape")
 def _shape_from_values(b, node):
     b.fail(f"{node.op_type} of a variable gives a shape that depends on the input; not supported")
-
-
-def _variable_products(convert):
-    """Mul and Div of two variables, evaluated exactly with no relaxation, where the converter
-    in onnx_ops refuses them (the bilinear op family, once merged, takes them first)."""
-
-    def converter_with_fallback(b, node):
-        try:
-            return convert(b, node)
-        except UserError:
-            x, y = node.input
-            if b.is_const(x) or b.is_const(y):
-                raise
-        rank = max(len(b.shape(x)), len(b.shape(y)))
-        b.emit("product", [_lift_rank(b, x, rank), _lift_rank(b, y, rank)], node.output[0],
-               attrs={"divide": node.op_type == "Div", "onnx_op": f"{node.op_type} of two variables"})
-
-    return converter_with_fallback
-
-
-for _op in ("Mul", "Div"):
-    CONVERTERS[_op] = _variable_products(CONVERTERS[_op])

@@ -9,6 +9,7 @@ from onnx import numpy_helper
 
 from verifier.errors import UnsupportedModel, UserError
 from verifier.graph import onnx_index_ops, onnx_ops, onnx_spatial_ops  # noqa: F401  (they register converters)
+from verifier.graph.composite import expand
 from verifier.graph.discrete import Regions, region_op_supported, source_dtype
 from verifier.graph.ir import Graph, Node
 from verifier.graph.shapes import output_shape
@@ -24,6 +25,8 @@ class Builder:
 
     def __init__(self, path: str, input_name: str, input_shape: tuple[int, ...], opsets=(), ir_version=None):
         self.path = path
+        # of the default ONNX domain: some ops changed meaning across opsets
+        self.opset = next((o.version for o in opsets if o.domain in ("", "ai.onnx")), 13)
         self.input_name = input_name
         self.constants: dict[str, np.ndarray] = {}
         self.shapes: dict[str, tuple[int, ...]] = {input_name: input_shape}
@@ -108,9 +111,10 @@ def load_onnx(path: str | Path) -> Graph:
     output = builder.resolve(graph.output[0].name)
     if output in builder.constants:
         raise UserError(f"{path}: the output '{graph.output[0].name}' does not depend on the input")
-    nodes = simplify(builder.nodes, output)
-    return Graph(model_input.name, input_shape, output, nodes,
-                 "float64" if elem == onnx.TensorProto.DOUBLE else "float32", path)
+    expanded = expand(builder.nodes)
+    return Graph(model_input.name, input_shape, output, simplify(expanded, output),
+                 "float64" if elem == onnx.TensorProto.DOUBLE else "float32", path,
+                 execution_nodes=None if expanded is builder.nodes else builder.nodes)
 
 
 def _check_supported(path: str, graph, constant_names: set[str], opsets) -> None:

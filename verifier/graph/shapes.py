@@ -166,6 +166,27 @@ def _gather_indexed(node, *xs):
     data = node.attrs["data_shape"]
     axis = node.attrs["axis"]
     return (*data[:axis], *xs[-1], *data[axis + 1:])
+def _matmul_variables(node, x, y):
+    if len(x) != len(y) or len(x) < 2:
+        raise ValueError(f"cannot multiply {list(x)} by {list(y)} (equal ranks of at least 2 expected)")
+    if x[-1] != y[-2]:
+        raise ValueError(f"cannot multiply {list(x)} by {list(y)}: {x[-1]} != {y[-2]}")
+    return (*_broadcast(_with_batch(x[:-2]), _with_batch(y[:-2]))[1:], x[-2], y[-1])
+
+
+def _reduce(node, x):
+    axes = node.attrs["axes"]
+    if any(a < 0 or a >= len(x) for a in axes):
+        raise ValueError(f"axes {list(axes)} do not fit a rank-{len(x)} input")
+    if node.attrs["keepdims"]:
+        return tuple(1 if i in axes else n for i, n in enumerate(x))
+    return tuple(n for i, n in enumerate(x) if i not in axes)
+
+
+def _softmax(node, x):
+    if not 0 <= node.attrs["axis"] < len(x):
+        raise ValueError(f"axis {node.attrs['axis']} does not fit a rank-{len(x)} input")
+    return x
 
 
 SHAPES = {
@@ -192,7 +213,17 @@ SHAPES = {
     "argmax": _argmax,
     "compare": _broadcast_all,
     "where": _broadcast_all,
-    "product": _broadcast_all,
     "gather_indexed": _gather_indexed,
     "table": _declared,
+    "exp": _same,
+    "log": _same,
+    "reciprocal": _same,
+    "sqrt": _same,
+    "pow": _same,
+    "sin": _same,
+    "cos": _same,
+    "mul": _add,
+    "matmul_variables": _matmul_variables,
+    "reducesum": _reduce,
+    "softmax": _softmax,
 }

@@ -4,9 +4,10 @@
 - Two consecutive matmuls become one (W1 W2, b1 W2 + b2) when the product is no larger than
   the pair; chains like 2 -> 24 -> 576 -> 1152 (tllverifybench) collapse to 2 -> 1152, and
   the pre-activations then depend on the input directly.
-Only a node read by nothing else is merged into its reader. The rewrites are exact in real
-arithmetic (float64 weights); only rounding differs, and the merged node keeps the rounding
-terms of the chain onnxruntime computes (`rounding_terms`).
+Only a node read by nothing else is merged into its reader, and never into a node marked
+`unmerged` (a softmax's differences, whose input the attacks read). The rewrites are exact in
+real arithmetic (float64 weights); only rounding differs, and the merged node keeps the
+rounding terms of the chain onnxruntime computes (`rounding_terms`).
 """
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def _merge_once(nodes: list[Node], output: str) -> tuple[list[Node], bool]:
     by_name = {n.name: n for n in nodes}
     for n in nodes:
         src = by_name.get(n.inputs[0]) if n.inputs else None
-        if src is None or src.op != "matmul" or readers[src.name] != 1 or src.name == output:
+        if src is None or src.op != "matmul" or readers[src.name] != 1 or src.name == output \
+                or n.attrs.get("unmerged"):
             continue
         merged = _merge(src, n)
         if merged is not None:

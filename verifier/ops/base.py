@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import torch
 
-from verifier.float32 import UNIT_ROUNDOFF, gamma  # noqa: F401  (the rules' float32 arithmetic)
-
 
 class Rule:
     nonlinear = False  # needs bounds on its inputs for a relaxation
@@ -25,6 +23,11 @@ class Rule:
         raise NotImplementedError
 
     def backward(self, node, lam, state, alpha=None):
+        raise NotImplementedError
+
+    def initial_alpha(self, node, state, m: int):
+        """Parameters in [0, 1], (B, m, *shape, k), that give the rule's CROWN relaxation; its
+        backward rule receives them (or the optimised ones) as `alpha`."""
         raise NotImplementedError
 
     def float_error(self, node, errors, magnitudes):
@@ -58,7 +61,25 @@ class LinearRule(Rule):
         (l, u), = bounds
         centre = self.forward(node, (l + u) / 2)
         radius = self.forward_abs(node, (u - l) / 2)
-        return centre - radius, centre + radius
+        lower, upper = centre - radius, centre + radius
+        if torch.isnan(lower).any() or torch.isnan(upper).any():  # infinite input bounds
+            return self._ibp_unbounded(node, l, u)
+        return lower, upper
+
+    def _ibp_unbounded(self, node, l, u):
+        """IBP where some input bounds are infinite (inf - inf gives NaN above): the finite
+        part as usual; a lower bound is -inf where a -inf lower end enters with a positive
+        weight or a +inf upper end with a negative one (the upper bound mirrored)."""
+        below, above = (l == float("-inf")).to(l.dtype), (u == float("inf")).to(l.dtype)
+        lower, upper = self.ibp(node, (torch.where(below > 0, 0.0, l), torch.where(above > 0, 0.0, u)))
+
+        def positive(t):  # sum of the positive weights on t >= 0; then of the negative ones
+            size, signed = self.forward_abs(node, t), self.linear_part(node, t)
+            return (size + signed) > 0, (size - signed) > 0
+
+        (below_up, below_down), (above_up, above_down) = positive(below), positive(above)
+        return (lower.masked_fill(below_up | above_down, float("-inf")),
+                upper.masked_fill(above_up | below_down, float("inf")))
 
     def forward_linear(self, node, fns, state):
         """By centre and radius functions: |op|(radius) bounds the deviation pointwise."""

@@ -198,27 +198,3 @@ class GatherIndexed(Exact):
         target = (low.shape[0], *low.shape[1:axis], *([1] * index_rank), *low.shape[axis + 1:])
         shape = (batch, *node.shape)
         return low.reshape(target).expand(shape), high.reshape(target).expand(shape)
-
-
-class Product(Exact):
-    """x * y or x / y (attrs['divide']) of two variables, evaluated only: the bilinear rules
-    that relax them belong to their own op family."""
-
-    def evaluate(self, node, x, y):
-        return x / y if node.attrs["divide"] else x * y
-
-    def ibp(self, node, bx, by):
-        (lx, ux), (ly, uy) = bx, by
-        if node.attrs["divide"]:
-            straddles = (ly <= 0) & (uy >= 0)
-            safe = lambda t: torch.where(straddles, 1.0, t)  # noqa: E731
-            ly, uy = 1 / safe(uy), 1 / safe(ly)
-        corners = torch.stack(torch.broadcast_tensors(lx * ly, lx * uy, ux * ly, ux * uy))
-        unknown = corners.isnan().any(0)  # 0 * inf at an unbounded operand: no bound
-        lower = corners.amin(0).masked_fill(unknown, float("-inf"))
-        upper = corners.amax(0).masked_fill(unknown, float("inf"))
-        if node.attrs["divide"]:
-            straddles = torch.broadcast_to(straddles, lower.shape)
-            lower = lower.masked_fill(straddles, float("-inf"))
-            upper = upper.masked_fill(straddles, float("inf"))
-        return lower, upper

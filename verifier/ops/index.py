@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import math
 
-from verifier.ops.base import LinearRule, gamma
+from verifier.float32 import gamma
+from verifier.ops.base import LinearRule
 
 
 class Take(LinearRule):

@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 import torch.nn.functional as F
 
 from verifier.float32 import UNIT_ROUNDOFF, dot_product_gamma

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from verifier.ops.base import LinearRule, Rule, on_coefficients
+from verifier.ops.base import LinearRule, Rule
 
 
 class ShapeRule(Rule):
