@@ -5,6 +5,8 @@ one end-to-end run uses the real CLI on two small digits instances."""
 from __future__ import annotations
 
 import csv
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -24,24 +26,47 @@ from verifier.errors import UserError
 REPO = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
-# Same arguments as the real CLI. The vnnlib stem picks what it does:
+# Same arguments as the real CLI. Every run appends a line to <vnnlib>.runs. The vnnlib stem picks what
+# it does:
 #   sat_*, unsat_*, unknown_*  write that verdict to --out (and print it)
 #   stdout-<verdict>_*         write no file, print the verdict only
 #   junk_*                     write "satisfied" (not a verdict)
 #   silent_*                   write and print nothing
 #   hang_*                     start a grandchild, record its pid, then sleep forever
 #   threads_*                  record OMP_NUM_THREADS ("unset" if so) beside the vnnlib, write unsat
+#   blowup_*                   take memory, 25 MB at a time up to 1 GB, then write unsat
+#   suicide_*                  SIGKILL itself
+#   killparent_*               SIGKILL the process that started it (a Ray task's worker), then exit
+#   hangonce_*                 the first time: record its pid in <vnnlib>.once and sleep; then unsat
 FAKE_VERIFIER = r'''
-import os, subprocess, sys, time
+import os, signal, subprocess, sys, time
 from pathlib import Path
 _, _, onnx, vnnlib, _, timeout, _, out = sys.argv
 kind = Path(vnnlib).stem.split("_")[0]
+with open(vnnlib + ".runs", "a") as log:
+    log.write("run\n")
 if kind == "hang":
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1000)"])
     Path(vnnlib + ".pid").write_text(str(child.pid))
     time.sleep(1000)
 elif kind == "threads":
     Path(vnnlib + ".threads").write_text(os.environ.get("OMP_NUM_THREADS", "unset"))
+    Path(out).write_text("unsat\n")
+elif kind == "blowup":
+    taken = []
+    for _ in range(40):
+        taken.append(b"x" * (25 << 20))
+        time.sleep(0.02)
+    Path(out).write_text("unsat\n")
+elif kind == "suicide":
+    os.kill(os.getpid(), signal.SIGKILL)
+elif kind == "killparent":
+    os.kill(os.getppid(), signal.SIGKILL)
+elif kind == "hangonce":
+    marker = Path(vnnlib + ".once")
+    if not marker.exists():
+        marker.write_text(str(os.getpid()))
+        time.sleep(1000)
     Path(out).write_text("unsat\n")
 elif kind.startswith("stdout-"):
     print(kind[len("stdout-"):])
@@ -211,6 +236,54 @@ def test_hung_warm_worker_is_killed_with_its_children(tmp_path, monkeypatch):
     assert _dies_within(grandchild, seconds=3), "the warm worker's own children must die with it"
 
 
+def sigkill_bench_once_a_worker_runs(script: str, pid_file: Path) -> int:
+    """Runs the bench script in a process of its own, SIGKILLs it once a worker has written its pid
+    to pid_file, and returns that pid."""
+    bench_process = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not _text(pid_file) and time.monotonic() < deadline and bench_process.poll() is None:
+            time.sleep(0.05)
+        assert _text(pid_file), "the worker never started"
+    finally:
+        bench_process.kill()
+        bench_process.wait()
+    return int(_text(pid_file))
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
+
+
+def hang_until_the_bench_dies(cli_args, threads=None):
+    """Stands in for warm.verify_in_worker, with its start (own group, dies with the server)."""
+    import os
+    from verifier.bench import warm
+
+    os.setsid()
+    warm._die_with_parent()
+    Path(cli_args[1]).with_suffix(".pid").write_text(str(os.getpid()))
+    time.sleep(1000)
+
+
+def test_warm_workers_die_with_a_sigkilled_bench(tmp_path):
+    """No orphan keeps computing a row nobody will record: once the bench is SIGKILLed, its warm
+    server ends, and so does the worker (its parent-death signal)."""
+    csv_path = make_suite(tmp_path / "suite", [["onnx/n.onnx", "hang_1.vnnlib", "300"]])
+    script = ("import sys; sys.path.insert(0, {tests!r})\n"
+              "import test_bench\nfrom verifier.bench import bench, warm\n"
+              "warm.verify_in_worker = test_bench.hang_until_the_bench_dies\n"
+              "bench({csv!r}, out={out!r}, progress=False)\n").format(
+        tests=str(Path(__file__).parent), csv=str(csv_path), out=str(tmp_path / "results.csv"))
+    worker = sigkill_bench_once_a_worker_runs(script, tmp_path / "suite" / "hang_1.pid")
+    if not _dies_within(worker, seconds=20):
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail("the warm worker outlived its bench")
+
+
 def _dies_within(pid: int, seconds: float) -> bool:
     """SIGKILL is delivered asynchronously: give a loaded machine a moment to carry it out."""
     deadline = time.monotonic() + seconds
@@ -260,6 +333,94 @@ def test_parallel_jobs_share_the_cores_instead_of_each_taking_all(tmp_path, fake
         outcomes, _, _ = run_bench(make_suite(folder, rows), folder, fake_command, jobs=jobs)
         assert [o.verdict for o in outcomes] == ["unsat", "unsat"]
         assert {(folder / f"threads_{k}.vnnlib.threads").read_text() for k in range(2)} == {expected}
+
+
+# ---------------------------------------------------------------- killed workers, memory cap, resume
+
+def runs_of(folder: Path, vnnlib: str) -> int:
+    log = folder / f"{vnnlib}.runs"
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def test_a_worker_killed_mid_instance_errs_its_own_row_only(tmp_path, fake_command):
+    rows = [["onnx/n.onnx", "sat_1.vnnlib", "30", "sat"], ["onnx/n.onnx", "suicide_2.vnnlib", "30", "sat"],
+            ["onnx/n.onnx", "unsat_3.vnnlib", "30", "unsat"]]
+    csv_path = make_suite(tmp_path / "suite", rows, ["onnx", "vnnlib", "timeout", "expected"])
+    outcomes, _, out = run_bench(csv_path, tmp_path, fake_command, jobs=2)
+    assert [(o.verdict, o.note) for o in outcomes] == [("sat", ""), ("error", "worker killed by SIGKILL"),
+                                                       ("unsat", "")]
+    with open(out, newline="") as f:  # rows in the order they finished
+        notes = {r["vnnlib"]: r["note"] for r in csv.DictReader(f)}
+    assert notes == {"sat_1.vnnlib": "", "suicide_2.vnnlib": "worker killed by SIGKILL", "unsat_3.vnnlib": ""}
+
+
+def test_memory_cap_turns_a_blow_up_into_one_error_row(tmp_path, fake_command):
+    """The blow-up would reach 1 GB and answer unsat; at 0.2 GB it is killed, the suite goes on."""
+    rows = [["onnx/n.onnx", "sat_1.vnnlib", "30"], ["onnx/n.onnx", "blowup_2.vnnlib", "30"],
+            ["onnx/n.onnx", "unsat_3.vnnlib", "30"]]
+    outcomes, _, out = run_bench(make_suite(tmp_path / "suite", rows), tmp_path, fake_command,
+                                 memory_limit=0.2)
+    assert [(o.verdict, o.note) for o in outcomes] == [("sat", ""), ("error", "out of memory"), ("unsat", "")]
+    assert outcomes[1].time < 10
+    with open(out, newline="") as f:
+        assert [(r["verdict"], r["note"]) for r in csv.DictReader(f)][1] == ("error", "out of memory")
+
+
+def test_memory_cap_defaults_to_a_fair_share_of_the_ram():
+    from verifier.bench.memory import total_ram
+    from verifier.bench.suite_run import _worker_settings
+
+    assert _worker_settings(1, None, None, None, None, None).memory_limit == total_ram()
+    assert _worker_settings(4, None, None, None, None, None).memory_limit == total_ram() // 4
+    assert _worker_settings(4, None, None, None, None, 1.5).memory_limit == int(1.5 * 2 ** 30)
+    assert _worker_settings(1, None, "", 2, None, None).memory_limit is None  # each Ray task: its node's share
+    assert _worker_settings(1, None, "", 2, None, None).threads == 2
+
+
+RESUME_ROWS = ["sat_1", "unsat_2", "sat_3", "hangonce_4", "unsat_5", "sat_6"]
+
+
+def test_resume_after_sigkill_runs_only_the_missing_rows(tmp_path, fake_command):
+    """The bench is SIGKILLed while row 4 runs: the three rows it finished are in the CSV; --resume
+    runs rows 4-6 only, and every row appears once."""
+    folder = tmp_path / "suite"
+    csv_path = make_suite(folder, [["onnx/n.onnx", f"{name}.vnnlib", "60"] for name in RESUME_ROWS])
+    out = tmp_path / "results.csv"
+    script = (f"from verifier.bench import bench; bench({str(csv_path)!r}, out={str(out)!r}, "
+              f"command={fake_command!r}, progress=False)")
+    worker = sigkill_bench_once_a_worker_runs(script, folder / "hangonce_4.vnnlib.once")
+    os.kill(worker, signal.SIGKILL)  # the orphaned worker of row 4 (its own session)
+    with open(out, newline="") as f:
+        assert [r["vnnlib"] for r in csv.DictReader(f)] == ["sat_1.vnnlib", "unsat_2.vnnlib", "sat_3.vnnlib"]
+
+    outcomes, text, _ = run_bench(csv_path, tmp_path, fake_command, resume=True)
+    with open(out, newline="") as f:
+        records = list(csv.DictReader(f))
+    assert sorted(r["vnnlib"] for r in records) == sorted(f"{name}.vnnlib" for name in RESUME_ROWS)
+    assert [o.verdict for o in outcomes] == ["sat", "unsat", "sat", "unsat", "unsat", "sat"]
+    assert [runs_of(folder, f"{name}.vnnlib") for name in RESUME_ROWS] == [1, 1, 1, 2, 1, 1]
+    assert "3 kept from an earlier run" in text
+
+
+def test_resume_drops_a_row_cut_short_and_keeps_repeated_rows_apart(tmp_path, fake_command):
+    folder = tmp_path / "suite"
+    rows = [["onnx/n.onnx", "sat_1.vnnlib", "10"], ["onnx/n.onnx", "sat_1.vnnlib", "10"],
+            ["onnx/n.onnx", "unsat_2.vnnlib", "10"]]
+    csv_path = make_suite(folder, rows)
+    _, _, out = run_bench(csv_path, tmp_path, fake_command)
+    lines = out.read_text().splitlines(keepends=True)
+    out.write_text("".join(lines[:2]) + lines[3][:20])  # the first row, then the third cut short
+    outcomes, _, _ = run_bench(csv_path, tmp_path, fake_command, resume=True)
+    assert [o.verdict for o in outcomes] == ["sat", "sat", "unsat"]
+    assert [runs_of(folder, v) for v in ("sat_1.vnnlib", "unsat_2.vnnlib")] == [2 + 1, 1 + 1]
+    assert len(out.read_text().splitlines()) == 1 + 3
+
+
+def test_resume_refuses_a_file_that_is_not_a_results_csv(tmp_path, fake_command):
+    csv_path = make_suite(tmp_path / "suite", [["onnx/n.onnx", "sat_1.vnnlib", "10"]])
+    (tmp_path / "results.csv").write_text("name,score\nx,1\n")
+    with pytest.raises(UserError, match="results CSV"):
+        run_bench(csv_path, tmp_path, fake_command, resume=True)
 
 
 # ---------------------------------------------------------------- references, summary, plot

@@ -259,7 +259,7 @@ def assert_one_line(error) -> str:
 def test_unsupported_ops_are_all_named(tmp_path):
     b = OnnxBuilder([1, 4], rng=np.random.default_rng(0))
     h = b.add("Relu", [b.add("Gemm", [b.input, b.weight(4, 4)], name="dense")])
-    s = b.add("Softmax", [h], axis=1, name="probabilities")
+    s = b.add("Hardmax", [h], axis=1, name="probabilities")
     e = b.add("Erf", [h], name="gelu_erf")
     e2 = b.add("Erf", [b.add("Add", [e, s])], name="second_erf")
     path = b.save(tmp_path / "unsupported.onnx", b.add("Sigmoid", [e2]))
@@ -267,7 +267,7 @@ def test_unsupported_ops_are_all_named(tmp_path):
         load_onnx(path)
     message = assert_one_line(error)
     assert str(path) in message
-    for op, name in [("Softmax", "probabilities"), ("Erf", "gelu_erf"), ("Erf", "second_erf")]:
+    for op, name in [("Hardmax", "probabilities"), ("Erf", "gelu_erf"), ("Erf", "second_erf")]:
         assert f"{op} (node '{name}')" in message, message
     listed = message.replace(str(path), "")
     for supported in ("Gemm", "Relu", "Sigmoid", "Add", "dense"):
@@ -323,20 +323,20 @@ def _concat_mismatch(b):
                  name="bad_concat")
 
 
-def _mul_of_variables(b):
-    return b.add("Mul", [b.input, b.add("Relu", [b.input])], name="bad_mul")
+def _mul_of_variables_mismatch(b):
+    return b.add("Mul", [b.input, b.add("MatMul", [b.input, b.weight(4, 3)])], name="bad_mul")
 
 
-def _division_by_variable(b):
-    return b.add("Div", [b.const(np.ones(4)), b.input], name="bad_div")
+def _division_by_variable_mismatch(b):
+    return b.add("Div", [b.const(np.ones(4)), b.add("MatMul", [b.input, b.weight(4, 3)])], name="bad_div")
 
 
-def _matmul_of_variables(b):
-    return b.add("MatMul", [b.input, b.add("Transpose", [b.input])], name="bad_matmul_vv")
+def _matmul_of_variables_mismatch(b):
+    return b.add("MatMul", [b.input, b.add("Relu", [b.input])], name="bad_matmul_vv")
 
 
-def _concat_with_constant(b):
-    return b.add("Concat", [b.input, b.const(np.ones((1, 2)))], axis=1, name="bad_concat_const")
+def _concat_with_constant_of_other_rank(b):
+    return b.add("Concat", [b.input, b.const(np.ones(2))], axis=0, name="bad_concat_const")
 
 
 def _clip_min_above_max(b):
@@ -354,10 +354,10 @@ MISTAKES = {  # on an input of shape (1, 4); the node named bad_* is at fault
     "reshape_mismatch": _reshape_mismatch,
     "reshape_zero_past_rank": _reshape_zero_past_rank,
     "concat_mismatch": _concat_mismatch,
-    "mul_of_variables": _mul_of_variables,
-    "division_by_variable": _division_by_variable,
-    "matmul_of_variables": _matmul_of_variables,
-    "concat_with_constant": _concat_with_constant,
+    "mul_of_variables_mismatch": _mul_of_variables_mismatch,
+    "division_by_variable_mismatch": _division_by_variable_mismatch,
+    "matmul_of_variables_mismatch": _matmul_of_variables_mismatch,
+    "concat_with_constant_of_other_rank": _concat_with_constant_of_other_rank,
     "split_sizes_mismatch": _split_sizes_mismatch,
     "clip_min_above_max": _clip_min_above_max,
 }

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 import traceback
+from contextlib import contextmanager
 from typing import NoReturn
 
 EXIT_USER_ERROR = 2
@@ -51,6 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--cold", action="store_true", help="start each instance as `python cli.py verify`, "
                    "start-up (~2 s of torch import) included, as VNN-COMP times tools; default: workers "
                    "forked from a process that imported torch once")
+    r.add_argument("--ray", nargs="?", const="", metavar="ADDRESS", help="run each instance as a Ray task on "
+                   "the cluster at ADDRESS (e.g. ray://head:10001 or auto); without ADDRESS, Ray starts locally")
+    r.add_argument("--cpus-per-task", type=int, help="CPU threads of each instance (Ray: CPUs reserved per task; "
+                   "default 1 there, the cores divided by --jobs locally)")
+    r.add_argument("--device", choices=["cpu", "cuda"], help="device of every instance (default: the "
+                   "verifier's, CUDA where present); with --ray, cuda reserves one GPU per task")
+    r.add_argument("--memory-limit", type=float, metavar="GB", help="kill an instance whose memory passes "
+                   "this (reported as error: out of memory); default: the RAM divided by --jobs (on Ray: a "
+                   "node's RAM divided among its CPUs, times --cpus-per-task)")
+    r.add_argument("--resume", action="store_true", help="keep the rows already in --out and run only the "
+                   "others (after an interrupted or killed run)")
 
     s = sub.add_parser("soundness", help="soundness sets with hidden planted counterexamples: generate, check")
     s_sub = s.add_subparsers(dest="soundness_command", required=True)
@@ -84,6 +96,7 @@ class Reporter:
         self.out_path = out_path
         self.lock = threading.Lock()
         self.done = False
+        self.verdict_fd: int | None = None  # the real stdout while the stages run (see verdict_first)
 
     def report(self, text: str, note: str = "") -> bool:
         """Write the result file; print it (only its verdict line when it went to a file)."""
@@ -95,11 +108,32 @@ class Reporter:
                 with open(self.out_path, "w") as f:
                     f.write(text)
                 text = text.splitlines()[0] + "\n"
-            sys.stdout.write(text)
-            sys.stdout.flush()
+            if self.verdict_fd is None:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+            else:
+                os.write(self.verdict_fd, text.encode())
             if note:
                 print(note, file=sys.stderr, flush=True)
             return True
+
+
+@contextmanager
+def verdict_first(reporter: Reporter):
+    """While the stages run, file descriptor 1 points at stderr and only the reporter writes to
+    the real stdout, so that the verdict is always its first line: native solvers write to fd 1
+    directly (HiGHS, through scipy's MILP, prints
+    'HighsMipSolverData::transformNewIntegerFeasibleSolution tmpSolver.run();')."""
+    sys.stdout.flush()
+    reporter.verdict_fd = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(reporter.verdict_fd, 1)
+        os.close(reporter.verdict_fd)
+        reporter.verdict_fd = None
 
 
 def _check_device(device: str) -> None:
@@ -121,9 +155,14 @@ def _check_files_exist(*paths: str) -> None:
 
 
 def cmd_verify(args, started: float) -> int:
+    reporter = Reporter(args.out)
+    with verdict_first(reporter):
+        return _verify(args, started, reporter)
+
+
+def _verify(args, started: float, reporter: Reporter) -> int:
     from verifier.errors import UserError
 
-    reporter = Reporter(args.out)
 
     def on_timeout():
         if reporter.report("timeout\n", f"timeout after {time.monotonic() - started:.1f} s"):
@@ -168,13 +207,15 @@ def cmd_bounds(args) -> int:
 
 def cmd_bench(args) -> int:
     from verifier.bench import bench
-    from verifier.bench.runner import COLD_COMMAND
+    from verifier.bench.runner import cold_command
 
     try:
         bench(args.instances, root=args.root, timeout_cap=args.timeout_cap, out=args.out, plot=args.plot,
-              name_filter=args.filter, jobs=args.jobs, command=COLD_COMMAND if args.cold else None)
+              name_filter=args.filter, jobs=args.jobs, command=cold_command(args.device) if args.cold else None,
+              ray=args.ray, cpus_per_task=args.cpus_per_task, device=args.device,
+              memory_limit=args.memory_limit, resume=args.resume)
     except KeyboardInterrupt:
-        print(f"interrupted: the finished instances are in {args.out}", file=sys.stderr)
+        print(f"interrupted: the finished instances are in {args.out} (--resume runs the others)", file=sys.stderr)
         return 130
     return 0
 

@@ -16,7 +16,8 @@ from verifier.attack.pgd import pgd_candidates
 from verifier.boundprop.engine import crown, output_lower_bounds
 from verifier.boundprop.optimize import Spec
 from verifier.decide import confirm_counterexample, refuted_disjuncts
-from verifier.float_error import NoErrorRule, output_error, row_margins
+from verifier.float_error import decision_floor, missing_error_rules, output_error, row_margins
+from verifier.graph.composite import without_softmax_head
 from verifier.options import Options
 from verifier.result import Result
 from verifier.runtime import exact_float_settings, keep_freed_memory, threads
@@ -41,6 +42,11 @@ class Query:
         self.deadline = started + options.timeout
         self._float_errors: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
         self.notes: list[str] = []  # lines for stderr (e.g. why no unsat is possible)
+        self.progress = "start"  # the stage running (with its tree size): a timeout's stage
+        self.missing_error_rules = missing_error_rules(self.graph64)
+        if self.missing_error_rules:
+            self.notes.append("no unsat possible: no float32 error rule for "
+                              + ", ".join(self.missing_error_rules))
 
     def check_time(self):
         if time.monotonic() > self.deadline:
@@ -55,36 +61,36 @@ class Query:
         thresholds by the float margins."""
         return refuted_disjuncts(lower, spec.d, spec.eps, spec.owner, spec.n_disjuncts)
 
-    def spec(self, region: Region, root_bounds: dict | None = None) -> Spec:
-        """The region's stacked rows with their float margins (see `margins`)."""
+    def spec(self, region: Region, exact: bool = False) -> Spec:
+        """The region's stacked rows with the float margins unsat needs: for bounds from bound
+        propagation (which charge float32 rounding) the float64 floor; with `exact`, for
+        bounds of the real-valued network alone (the SDP), the float32 error too."""
         C, d, owner = stack_rows(region)
         device = self.graph64.device
-        eps = self.margins(region, C, d, root_bounds)
+        eps = self.exact_margins(region, C, d) if exact else decision_floor(d)
+        if self.missing_error_rules:
+            eps = np.full_like(d, np.inf)
         return Spec(torch.as_tensor(C, device=device), torch.as_tensor(d, device=device),
                     torch.as_tensor(owner, device=device), len(region.disjuncts),
                     torch.as_tensor(eps, device=device))
 
-    def margins(self, region: Region, C: np.ndarray, d: np.ndarray, root_bounds: dict | None = None) -> np.ndarray:
-        """eps per row (verifier.float_error), from the float32 error bound of the region's box,
-        computed once per box from root bounds (CROWN's, computed here unless given): valid for
-        every sub-box and split of it."""
+    def exact_margins(self, region: Region, C: np.ndarray, d: np.ndarray, root_bounds: dict | None = None) -> np.ndarray:
+        """eps per row for a decision about the real-valued network (z3, the SDP): the float32
+        error bound of the region's box (verifier.float_error.output_error) from root bounds
+        (CROWN's, computed here unless given), once per box; valid for every sub-box and split."""
         key = region.lo.tobytes() + region.hi.tobytes()
         if key not in self._float_errors:
-            self._float_errors[key] = self._output_error(region, root_bounds)
-        return row_margins(*self._float_errors[key], C, d)
+            if root_bounds is None:
+                root_bounds = self._root_crown(region).bounds
+            self._float_errors[key] = output_error(self.graph64, region.lo, region.hi, root_bounds)
+        eps = row_margins(*self._float_errors[key], C, d)
+        return np.full_like(eps, np.inf) if self.missing_error_rules else eps
 
-    def _output_error(self, region: Region, root_bounds: dict | None):
+    def _root_crown(self, region: Region):
         graph = self.graph64
-        if root_bounds is None:
-            lo = torch.as_tensor(region.lo, dtype=torch.float64, device=graph.device).unsqueeze(0)
-            hi = torch.as_tensor(region.hi, dtype=torch.float64, device=graph.device).unsqueeze(0)
-            root_bounds = crown(graph, lo, hi, deadline_check=self.check_time).bounds
-        try:
-            return output_error(graph, region.lo, region.hi, root_bounds)
-        except NoErrorRule as reason:
-            self.notes.append(f"no unsat possible: {reason}")
-            infinite = np.full(graph.output_size, np.inf)
-            return infinite, infinite
+        lo = torch.as_tensor(region.lo, dtype=torch.float64, device=graph.device).unsqueeze(0)
+        hi = torch.as_tensor(region.hi, dtype=torch.float64, device=graph.device).unsqueeze(0)
+        return crown(graph, lo, hi, deadline_check=self.check_time)
 
     def result(self, verdict: str, stage: str, witness=None) -> Result:
         return Result(verdict, witness, time.monotonic() - self.started, stage)
@@ -125,8 +131,8 @@ def run(query: Query) -> Result:
         with exact_float_settings():
             result = _stages(query)
     except Deadline:
-        result = query.result("timeout", "deadline")
-    if query.notes:
+        result = query.result("timeout", f"deadline in {query.progress}")
+    if query.notes and result.verdict in ("unknown", "timeout"):  # why it could not prove
         result.stage = "; ".join([result.stage, *dict.fromkeys(query.notes)])
     return result
 
@@ -135,7 +141,12 @@ def _stages(query: Query) -> Result:
     opts = query.options
     if opts.method == "smt":  # the exact stage alone (HiGHS proposes, z3 proves), nothing before it
         from verifier.smt.stage import smt_stage
+
+        query.progress = "smt"
         return smt_stage(query)
+    unrelaxed = no_relaxation(query.graph64)
+    if unrelaxed is not None:
+        return _attacks_only(query, unrelaxed)
     outcome = _attacks_and_crown(query)
     if isinstance(outcome, Result):
         return outcome
@@ -145,6 +156,7 @@ def _stages(query: Query) -> Result:
 def _attacks_and_crown(query: Query) -> Result | list[Region]:
     """A verdict, or the regions plain CROWN leaves open (no counterexample found)."""
     opts = query.options
+    query.progress = "attack"
     with attack_threads(query):
         for region in query.regions:
             witness = attack(query, region, restarts=min(16, opts.attack_restarts),
@@ -152,6 +164,7 @@ def _attacks_and_crown(query: Query) -> Result | list[Region]:
                              pgd_budget=_PGD_BUDGET / 5)
             if witness is not None:
                 return query.result("sat", "attack", witness)
+    query.progress = "crown"
     open_regions = []  # with their CROWN bounds, which guide the targeted attack
     for region in query.regions:
         state = crown_state(query, region)
@@ -159,6 +172,7 @@ def _attacks_and_crown(query: Query) -> Result | list[Region]:
             open_regions.append((region, state))
     if not open_regions:
         return query.result("unsat", "crown")
+    query.progress = "attack"
     with attack_threads(query):
         for i, (region, state) in enumerate(open_regions):
             witness = targeted_attack(query, region, state, seed=opts.seed + 1 + i)
@@ -169,7 +183,74 @@ def _attacks_and_crown(query: Query) -> Result | list[Region]:
     return [region for region, _ in open_regions]
 
 
+def no_relaxation(graph) -> str | None:
+    """Why no bound can help on this graph (its first op with no useful relaxation), or None."""
+    from verifier.ops import RULES
+
+    for node in graph.nodes:
+        if RULES[node.op].no_relaxation:
+            what = node.attrs.get("onnx_op", node.op)
+            return f"no relaxation for {what} (node '{node.onnx_name or node.name}')"
+    return None
+
+
+# Attack rounds on a network no bound can help with: a quick attack, a grid along the inputs
+# that reach the output only through steps (verifier/attack/grid.py) with up to this many
+# multiply-adds (cctsdb_yolo: 4,200 points of a 2-D grid, every integer position of its patch),
+# then full attacks with fresh seeds while the time allows, up to _ATTACK_ROUNDS.
+_GRID_BUDGET = 1e10
+_GRID_POINTS = 16384
+_ATTACK_ROUNDS = 8
+
+
+def _attacks_only(query: Query, reason: str) -> Result:
+    """Falsification alone: gradient attacks where some free input has a gradient, a grid along
+    those that have none (step inputs); unknown, naming the op, if nothing is found."""
+    from verifier.attack.grid import step_coordinates
+
+    opts = query.options
+    steps = {id(r): step_coordinates(query.graph32, r, opts.seed) for r in query.regions}
+    with attack_threads(query):
+        for region in query.regions:
+            witness = None
+            if len(steps[id(region)]) < np.count_nonzero(region.hi > region.lo):
+                witness = attack(query, region, restarts=min(16, opts.attack_restarts),
+                                 steps=min(30, opts.attack_steps), pool_budget=_POOL_BUDGET / 10,
+                                 pgd_budget=_PGD_BUDGET / 5)
+            witness = witness if witness is not None else grid_attack(query, region, steps[id(region)])
+            if witness is not None:
+                return query.result("sat", "attack", witness)
+        for round_ in range(_ATTACK_ROUNDS):
+            for i, region in enumerate(query.regions):
+                seed = opts.seed + 1 + round_ * len(query.regions) + i
+                if len(steps[id(region)]) < np.count_nonzero(region.hi > region.lo):
+                    witness = attack(query, region, opts.attack_restarts, opts.attack_steps, seed=seed)
+                else:  # gradients move nothing: random points only
+                    witness = grid_attack(query, region, steps[id(region)], seed=seed, random=True)
+                if witness is not None:
+                    return query.result("sat", "attack", witness)
+    return query.result("unknown", f"attacks only: {reason}")
+
+
+def grid_attack(query: Query, region: Region, coordinates: np.ndarray, seed: int | None = None,
+                random: bool = False):
+    """A grid over the free inputs that gradients cannot move (`coordinates`; none: no search),
+    or with `random` as many random points of the box."""
+    from verifier.attack.grid import grid_candidates, grid_size
+
+    graph = query.graph32
+    seed = query.options.seed if seed is None else seed
+    points = int(min(_GRID_POINTS, _GRID_BUDGET / graph.multiply_adds()))
+    per_axis = grid_size(len(coordinates), points)
+    if per_axis == 0:
+        return None
+    search = grid_candidates(graph, region, coordinates[:0] if random else coordinates, per_axis, query.deadline,
+                             seed, points=per_axis ** len(coordinates) if random else None)
+    return _first_confirmed(query, region, search)
+
+
 def attack_threads(query: Query):
+    """One thread for the attacks on small networks (see _SMALL_MODEL), every thread otherwise."""
     small = query.graph32.multiply_adds() < _SMALL_MODEL
     return threads(1 if small else torch.get_num_threads())
 
@@ -202,7 +283,8 @@ def branch_and_bound(query: Query, region: Region):
     from verifier.bab.relu_split import relu_split_bab
     from verifier.sdp.stage import sdp_stage
 
-    region, sdp_note = sdp_stage(query, region, spec)  # low-rank SDP first, under a small budget
+    query.progress = "sdp"
+    region, sdp_note = sdp_stage(query, region)  # low-rank SDP first, under a small budget
     if region is None:
         return BabOutcome("unsat", None, 0, sdp_note)
     spec = query.spec(region)
@@ -230,13 +312,34 @@ def attack(query: Query, region: Region, restarts: int, steps: int, seed: int | 
     if pgd_budget / (steps * cost) > restarts:
         steps = min(steps, _SHORT_STEPS)
     restarts = max(restarts, int(min(_MAX_RESTARTS, pgd_budget / (steps * cost))))
-    for candidates in pgd_candidates(query.graph32, region, restarts, steps, query.deadline, seed, pool):
+    return _first_confirmed(query, region, pgd_candidates(_attack_graph(query, region), region, restarts, steps,
+                                                          query.deadline, seed, pool))
+
+
+def _first_confirmed(query: Query, region: Region, batches):
+    """The first candidate (of the first 8 in each batch) that onnxruntime confirms, or None."""
+    for candidates in batches:
         for x in candidates[:8]:
             witness = query.confirm(region, x)
             if witness is not None:
                 return witness
     query.check_time()
     return None
+
+
+def _attack_graph(query: Query, region: Region):
+    """The network, or its logits when it ends in a softmax and every spec row compares two
+    outputs (c y_i - c y_j <= 0): the same counterexamples, and gradients that do not vanish
+    where the softmax saturates (traffic_signs' logits differ by thousands)."""
+    logits = without_softmax_head(query.graph32)
+    if logits is None or not all(_compares_two_outputs(dj.C, dj.d) for dj in region.disjuncts):
+        return query.graph32
+    return logits
+
+
+def _compares_two_outputs(C: np.ndarray, d: np.ndarray) -> bool:
+    nonzero = C != 0
+    return bool((d == 0).all() and (nonzero.sum(1) == 2).all() and (C.sum(1) == 0).all())
 
 
 def crown_state(query: Query, region: Region):
@@ -265,18 +368,12 @@ def targeted_attack(query: Query, region: Region, state, seed: int):
     if targets is None:
         return None
     per_target = max(1, restarts // len(targets))
-    for candidates in targeted_candidates(query.graph32, region, targets, per_target, _TARGETED_STEPS,
-                                          query.deadline, seed):
-        for x in candidates[:8]:
-            witness = query.confirm(region, x)
-            if witness is not None:
-                return witness
-    query.check_time()
-    return None
+    return _first_confirmed(query, region, targeted_candidates(query.graph32, region, targets, per_target,
+                                                               _TARGETED_STEPS, query.deadline, seed))
 
 
 def crown_proves(query: Query, region: Region, state) -> bool:
     """CROWN's bounds (`state`, from crown_state) refute every disjunct of the region."""
-    spec = query.spec(region, state.bounds)
+    spec = query.spec(region)
     lower = output_lower_bounds(state, spec.C.unsqueeze(0))
     return bool(query.refuted(lower, spec).all())

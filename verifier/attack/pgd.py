@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import time
 
-import numpy as np
 import torch
 
 from verifier.graph.evaluate import evaluate

@@ -27,7 +27,7 @@ import torch
 from verifier.attack.pgd import disjunct_tensors, pgd_steps
 from verifier.graph.evaluate import evaluate
 from verifier.ops import RULES
-from verifier.ops.activation import Activation
+from verifier.ops.activation import Relu, SShaped
 
 
 SNAP_EVERY = 5  # steps between tries of the nearest box corners
@@ -46,7 +46,8 @@ class Targets:
 
 
 def activation_nodes(graph):
-    return [n for n in graph.nodes if isinstance(RULES[n.op], Activation)]
+    """The units that switch at 0: ReLU, and the S-shaped ones at their midpoint."""
+    return [n for n in graph.nodes if isinstance(RULES[n.op], (Relu, SShaped))]
 
 
 def unit_scores(state, lams: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

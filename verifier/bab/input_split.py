@@ -6,25 +6,35 @@ the minimisers of their linear bounds and their centres are tried as counterexam
 """
 from __future__ import annotations
 
-import time
+import itertools
 
 import torch
 
 from verifier.attack.pgd import box_pgd_candidates
 from verifier.bab.common import BabOutcome, try_counterexamples
-from verifier.boundprop.engine import BoundState, crown, needs_tight_bounds, output_lower_bounds
+from verifier.boundprop.engine import BoundState, crown, needs_tight_bounds, output_lower_bounds, parameter_nodes
 from verifier.boundprop.forward import forward_bounds
-from verifier.boundprop.optimize import Spec, optimize_bounds, relu_nodes
+from verifier.boundprop.optimize import Spec, optimize_bounds
 
 
 _FORWARD_SLACK = 0.1  # relative loss of root margin accepted for forward-mode bounds
 # Forward mode's tree was 5 to 50 times CROWN's on 2-input networks (tllverifybench), and a
-# hundred times on ACAS Xu; take it on looser bounds only when a box costs this many times less
-# (measured: about 150 on tllverifybench's N=24 networks, 4 on N=8, 10 on ACAS Xu).
-_FORWARD_COST_RATIO = 30
-_PROBE_BOXES_FORWARD = 64  # boxes timed to compare the two
-_PROBE_BOXES_CROWN = 16
-_PROBE_SECONDS = 0.5  # the most spent timing CROWN's batch
+# hundred times on ACAS Xu; take its looser bounds only where CROWN costs a box this many times
+# more multiply-adds (counted by the cost model below, never timed: a timing probe sent runs to
+# forward mode whenever the machine hiccuped). Model ratios on 16 probe boxes (the root alone for
+# N=24, whose root pass passes the probe's budget), beside the per-box time ratios that the old
+# probe measured on the idle 2-core CPU (on a busy one they ranged from 0.6 to 430 on ACAS Xu):
+#   ACAS Xu (5 inputs, 6x50), all 26 rows:    2-30       time ~10     CROWN (forward: ~100x the tree)
+#   tllverifybench N=8 (2 inputs):            19-24      time ~4      CROWN
+#   tllverifybench N=24 (2 inputs):           520-540    time ~150    forward (runs 11-16 s -> 3-5 s)
+_FORWARD_COST_RATIO = 80
+# ...or this many times more where forward mode loses little against CROWN at the root: its tree
+# is then hardly larger (vdp_0: 6,497 boxes against 6,471; gcas_3: 87 against 85; lunarlander
+# safe_12: 41 both) and the runs faster (busy machine: 14 s against 30, 3.3 against 6.1, 3.5
+# against 8.5; model ratios 8.8, 2.3, 3.9)
+_FORWARD_COST_RATIO_CLOSE = 2
+_PROBE_BOXES = 16  # boxes tiling the root whose unstable neurons estimate CROWN's rows per box
+_PROBE_MULTIPLY_ADDS = 2e8  # the most the probe may cost (by the model); else the root stands in
 _PGD_BOXES = 64  # boxes attacked by PGD per round
 _PGD_STEPS = 10
 # alpha-CROWN on the boxes CROWN leaves open, once the tree is this large (easy instances are
@@ -46,7 +56,7 @@ def bound_boxes(graph, lo, hi, spec: Spec, intermediate=crown, known: dict | Non
         state.bounds.update(known or {})
         state = crown(graph, lo, hi, state=state, deadline_check=deadline_check)
     else:
-        state = intermediate(graph, lo, hi)
+        state = intermediate(graph, lo, hi, deadline_check=deadline_check)
     record = {graph.input_name: None}
     lower = output_lower_bounds(state, spec.C.expand(len(lo), -1, -1), record)
     return lower, _input_coefficients(record[graph.input_name], lower, lo.shape[1]), state
@@ -64,7 +74,7 @@ def optimize_open_boxes(query, spec: Spec, state, lower, lam, refuted, steps: in
     bounds stay): a few Adam steps cost far less than the tree they save on hard instances.
     Returns the improved (lower, lam, refuted)."""
     open_boxes = (~refuted.all(1)).nonzero().flatten()
-    if len(open_boxes) == 0 or not relu_nodes(state):
+    if len(open_boxes) == 0 or not parameter_nodes(state.graph):
         return lower, lam, refuted
     sub = state.select(open_boxes)
     record = {state.graph.input_name: None}
@@ -75,42 +85,53 @@ def optimize_open_boxes(query, spec: Spec, state, lower, lam, refuted, steps: in
     return lower, lam, query.refuted(lower, spec)
 
 
-def choose_intermediate_bounds(graph, lo, hi, spec: Spec):
+def choose_intermediate_bounds(graph, lo, hi, spec: Spec, deadline_check=None):
     """Forward-mode intermediate bounds cost O(n_in) per neuron instead of a backward pass
     per neuron, but can be much looser (on ACAS Xu the tree grows a hundredfold). Take them
-    when, at the root, they lose little against CROWN and save much time, or when a box costs
-    them so much less than CROWN that a much larger tree is still cheaper (tllverifybench's
-    N=24 networks: CROWN 0.2 s a box, forward mode 0.0013 s; trees 5 to 30 times larger)."""
-    crown_margin = spec.disjunct_margins(bound_boxes(graph, lo, hi, spec, crown)[0]).min()
-    # Timed on a second run: the first in a process pays one-time costs (thread pool, allocator)
-    # that once made CROWN look 30 times dearer on ACAS Xu and sent it to forward mode (timeout).
-    started = time.perf_counter()
-    bound_boxes(graph, lo, hi, spec, crown)
-    crown_root_time = time.perf_counter() - started
-    forward_margin = spec.disjunct_margins(bound_boxes(graph, lo, hi, spec, forward_bounds)[0]).min()
-    forward_cost, crown_cost = _cost_per_box(graph, lo, hi, spec, crown_root_time)
+    when, at the root, they lose little against CROWN and save much, or when a box costs them
+    so much less than CROWN that a much larger tree is still cheaper (tllverifybench's N=24
+    networks: trees 5 to 30 times larger, runs 3 times faster). Costs are counted, not timed,
+    so a run takes the same path on an idle machine and on a loaded one."""
+    crown_lower, _, root_state = bound_boxes(graph, lo, hi, spec, crown, deadline_check=deadline_check)
+    crown_margin = spec.disjunct_margins(crown_lower).min()
+    forward_lower = bound_boxes(graph, lo, hi, spec, forward_bounds, deadline_check=deadline_check)[0]
+    forward_margin = spec.disjunct_margins(forward_lower).min()
+    ratio = _crown_cost_per_box(graph, lo, hi, spec, root_state, deadline_check) / forward_multiply_adds(graph)
     close = forward_margin >= crown_margin - _FORWARD_SLACK * crown_margin.abs()
-    cheaper = forward_cost * (4 if close else _FORWARD_COST_RATIO) < crown_cost
-    return forward_bounds if cheaper else crown
+    return forward_bounds if ratio > (_FORWARD_COST_RATIO_CLOSE if close else _FORWARD_COST_RATIO) else crown
 
 
-def _cost_per_box(graph, lo, hi, spec: Spec, crown_root_time: float) -> tuple[float, float]:
-    """Seconds per box of forward mode and of CROWN, each timed on a batch of boxes tiling the
-    root (one box mostly measures call overheads). CROWN's batch is as large as fits the probe's
-    time (up to 16 boxes); where not even two fit, its one-box time stands in, which overrates
-    its cost by its batching gain (none on the large networks where this happens)."""
-    forward_cost = _time_per_box(graph, lo, hi, spec, forward_bounds, _PROBE_BOXES_FORWARD)
-    count = min(_PROBE_BOXES_CROWN, int(_PROBE_SECONDS / max(crown_root_time, 1e-9)))
+def _crown_cost_per_box(graph, lo, hi, spec: Spec, root_state: BoundState, deadline_check=None) -> float:
+    """CROWN's multiply-adds per box, from the unstable neurons of boxes tiling the root (the
+    root alone overrates the tree's boxes, most of whose neurons are stable), or of the root
+    where such a probe would cost more than _PROBE_MULTIPLY_ADDS."""
+    rows = spec.C.shape[-2]
+    root_cost = crown_multiply_adds(root_state, rows)
+    count = min(_PROBE_BOXES, int(_PROBE_MULTIPLY_ADDS // root_cost))
     if count < 2:
-        return forward_cost, crown_root_time
-    return forward_cost, _time_per_box(graph, lo, hi, spec, crown, count)
+        return root_cost
+    return crown_multiply_adds(crown(graph, *_grid_halves(lo, hi, count), deadline_check=deadline_check), rows)
 
 
-def _time_per_box(graph, lo, hi, spec: Spec, intermediate, count: int) -> float:
-    probe_lo, probe_hi = _grid_halves(lo, hi, count)
-    started = time.perf_counter()
-    bound_boxes(graph, probe_lo, probe_hi, spec, intermediate)
-    return (time.perf_counter() - started) / len(probe_lo)
+def crown_multiply_adds(state: BoundState, rows: int) -> float:
+    """Multiply-adds per box (mean over the state's boxes) of CROWN as `crown` runs it: for each
+    input of a nonlinear node, two rows (lower and upper bound) per neuron it bounds (the
+    unstable ones, where only ReLUs read it) back through the nodes up to it; then `rows` spec
+    rows back through the whole graph."""
+    graph = state.graph
+    upto = dict(zip((n.name for n in graph.nodes), itertools.accumulate(n.multiply_adds for n in graph.nodes)))
+    total = float(rows * graph.multiply_adds())
+    for name, unstable_only in needs_tight_bounds(graph).items():
+        l, u = (t.flatten(1) for t in state.bounds[name])
+        bounded = ((l < 0) & (u > 0)).sum(1).double().mean().item() if unstable_only else l.shape[1]
+        total += 2 * bounded * upto[name]
+    return total
+
+
+def forward_multiply_adds(graph) -> float:
+    """Multiply-adds per box of forward mode: a lower and an upper linear function of the n_in
+    inputs through every node."""
+    return float(2 * graph.input_size * graph.multiply_adds())
 
 
 def _grid_halves(lo, hi, count: int):
@@ -146,7 +167,8 @@ def input_split_bab(query, region, spec: Spec, batch: int = 1024) -> BabOutcome:
     queue = _Queue(lo[:0], hi[:0], lo.new_zeros(0), lo.new_zeros(0, dtype=torch.long))
     pending_lo, pending_hi, pending_bounds = lo, hi, None
     boxes_bounded = 0
-    intermediate = choose_intermediate_bounds(graph, lo, hi, spec)
+    query.progress = "input split (choosing intermediate bounds)"
+    intermediate = choose_intermediate_bounds(graph, lo, hi, spec, query.check_time)
     # the bounds a box passes on to its halves (forward-mode intermediate bounds ignore them)
     tight = needs_tight_bounds(graph) if intermediate is crown else {}
     while True:
@@ -154,6 +176,7 @@ def input_split_bab(query, region, spec: Spec, batch: int = 1024) -> BabOutcome:
         lower, lam, state = bound_boxes(graph, pending_lo, pending_hi, spec, intermediate, pending_bounds,
                                         query.check_time)
         boxes_bounded += len(pending_lo)
+        query.progress = f"input split ({boxes_bounded} boxes)"
         refuted = query.refuted(lower, spec)
         if boxes_bounded > _ALPHA_AFTER_BOXES:
             lower, lam, refuted = optimize_open_boxes(query, spec, state, lower, lam, refuted)

@@ -96,6 +96,7 @@ def relu_split_bab(query, region, spec: Spec) -> BabOutcome:
     graph = query.graph64
     lo = torch.as_tensor(region.lo, dtype=torch.float64, device=graph.device).unsqueeze(0)
     hi = torch.as_tensor(region.hi, dtype=torch.float64, device=graph.device).unsqueeze(0)
+    query.progress = "relu split (root)"
     root_state = crown(graph, lo, hi, iterations=INTERMEDIATE_ITERATIONS, deadline_check=query.check_time)
     query.check_time()
     root = _bound_root(root_state, spec)
@@ -107,6 +108,7 @@ def relu_split_bab(query, region, spec: Spec) -> BabOutcome:
     outcome = _trees(query, region, spec, root_state, root, proven, stop_at=first_share)
     if outcome.verdict != "unknown":
         return outcome
+    query.progress = f"relu split, refining early layers after {outcome.domains} domains"
     root = refine_root(query, spec, root_state, root, layers)
     outcome = _trees(query, region, spec, root_state, root, proven, bounded=outcome.domains)
     outcome.note = f"relu split, early layers refined ({outcome.domains} domains)"
@@ -201,6 +203,7 @@ def _tree(query, region, spec: Spec, root_state: BoundState, domains: Domains,
             domains = Domains.concat([chosen, rest])
             continue
         bounded += len(children)
+        query.progress = f"relu split ({bounded} domains in this tree)"
         domains = Domains.concat([rest, children]) if len(rest) else children
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -10,30 +11,39 @@ from verifier.bench.runner import Outcome
 from verifier.bench.scoring import TIMEOUT, Tally, classify
 from verifier.errors import UserError
 
-RESULT_COLUMNS = ("instance", "benchmark", "onnx", "vnnlib", "expected", "verdict", "time", "status")
+RESULT_COLUMNS = ("instance", "benchmark", "onnx", "vnnlib", "expected", "verdict", "time", "status", "note")
 TOTAL = "TOTAL"
 
 
 # ---------------------------------------------------------------- results CSV
 
 class ResultsWriter:
-    """Writes one row per outcome as it comes, so that an interrupted run keeps what it did."""
+    """Writes one row per outcome as it comes, flushed to the disk at once, so that a run killed at
+    any moment (even by SIGKILL) keeps every row it finished. With `append`, rows go after those of
+    an earlier run of the same file (see read_finished)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, append: bool = False):
         self.path = Path(path)
+        self.append = append and self.path.is_file() and self.path.stat().st_size > 0
 
     def __enter__(self) -> "ResultsWriter":
         try:
-            self._file = open(self.path, "w", newline="")
+            self._file = open(self.path, "a" if self.append else "w", newline="")
         except OSError as e:
             raise UserError(f"{self.path}: cannot write the results ({e.strerror})") from None
         self._writer = csv.writer(self._file)
-        self._writer.writerow(RESULT_COLUMNS)
+        if not self.append:
+            self._writer.writerow(RESULT_COLUMNS)
+            self._sync()
         return self
 
     def write(self, outcome: Outcome) -> None:
         self._writer.writerow(result_row(outcome))
+        self._sync()
+
+    def _sync(self) -> None:
         self._file.flush()
+        os.fsync(self._file.fileno())
 
     def __exit__(self, *exc) -> None:
         self._file.close()
@@ -42,13 +52,32 @@ class ResultsWriter:
 def result_row(outcome: Outcome) -> list[str]:
     inst = outcome.instance
     return [inst.key, inst.benchmark, inst.onnx, inst.vnnlib, inst.expected, outcome.verdict,
-            f"{outcome.time:.3f}", outcome.status]
+            f"{outcome.time:.3f}", outcome.status, outcome.note]
 
 
-def write_results(path: str | Path, outcomes: Iterable[Outcome]) -> None:
-    with ResultsWriter(path) as writer:
-        for outcome in outcomes:
-            writer.write(outcome)
+def read_finished(path: str | Path) -> list[dict[str, str]]:
+    """The rows of an earlier results CSV, for --resume ([] where there is none yet). A last line
+    cut short (a run killed while writing it) is dropped from the file. Raises UserError for a file
+    that is not a results CSV."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return []
+    text = path.read_text(errors="replace")
+    if not text.endswith("\n"):
+        text = text[:text.rfind("\n") + 1]
+        path.write_text(text)
+        if not text:
+            return []
+    reader = csv.DictReader(text.splitlines())
+    if tuple(reader.fieldnames or ()) != RESULT_COLUMNS:
+        raise UserError(f"{path}: --resume needs a results CSV of this bench (columns {','.join(RESULT_COLUMNS)})")
+    rows = list(reader)
+    for line, row in enumerate(rows, start=2):
+        try:
+            float(row["time"])
+        except (TypeError, ValueError):
+            raise UserError(f"{path}:{line}: time is not a number: {row['time']!r}") from None
+    return rows
 
 
 # ---------------------------------------------------------------- summary

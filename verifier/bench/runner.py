@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -10,10 +11,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator
 
 import verifier
 from verifier.bench.instances import Instance, Suite
+from verifier.bench.memory import OUT_OF_MEMORY, POLL_SECONDS, MemoryWatch
 from verifier.bench.scoring import ERROR, TIMEOUT, VERDICTS, WRONG, classify, is_solved
 from verifier.processes import kill_group
 
@@ -26,11 +28,31 @@ KILL_AFTER_SECONDS = 5.0  # a worker still running this long after its timeout i
 
 
 @dataclass(frozen=True)
+class WorkerSettings:
+    """How each instance's worker runs."""
+
+    command: tuple[str, ...] | None = None  # a template (see WARM_ARGUMENTS); None: a warm worker of ours
+    threads: int | None = None  # CPU threads (OMP_NUM_THREADS, torch threads); None: every core
+    memory_limit: int | None = None  # bytes of resident memory; None: no cap
+    device: str | None = None  # --device of our warm workers; None: the verifier's default
+
+
+def cold_command(device: str | None = None) -> tuple[str, ...]:
+    """COLD_COMMAND, with --device where one is given."""
+    return COLD_COMMAND + device_arguments(device)
+
+
+def device_arguments(device: str | None) -> tuple[str, ...]:
+    return () if device is None else ("--device", device)
+
+
+@dataclass(frozen=True)
 class Outcome:
     instance: Instance
     verdict: str
     time: float  # wall seconds around the worker process, start-up included
     timeout: float  # the limit it ran under
+    note: str = ""  # why a run ended in error where the runner knows (out of memory, killed, ...)
 
     @property
     def status(self) -> str:
@@ -42,24 +64,38 @@ def effective_timeout(instance: Instance, timeout_cap: float | None) -> float:
 
 
 def run_suite(suite: Suite, *, timeout_cap: float | None = None, jobs: int = 1,
-              command: Sequence[str] | None = None, progress: bool = True,
+              settings: WorkerSettings = WorkerSettings(), ray_address: str | None = None,
+              finished: dict[int, Outcome] | None = None, progress: bool = True,
               on_outcome: Callable[[Outcome], None] | None = None) -> list[Outcome]:
-    """Runs every instance (`jobs` at a time) behind a progress bar on stderr; calls `on_outcome` as each
-    finishes. Returns the outcomes in the suite's order."""
+    """Runs every instance not in `finished` (row index -> outcome of an earlier run), `jobs` at a
+    time in local worker processes or, with `ray_address` ("" for a local Ray), as Ray tasks, behind
+    a progress bar on stderr; calls `on_outcome` as each finishes. Returns the outcomes of every
+    row, in the suite's order."""
     from tqdm import tqdm
 
-    if command is None:
-        from verifier.bench import warm
+    outcomes: dict[int, Outcome] = dict(finished or {})  # by row index
+    remaining = [index for index in range(len(suite.instances)) if index not in outcomes]
+    solved = sum(is_solved(o.status) for o in outcomes.values())
+    wrong = sum(o.status == WRONG for o in outcomes.values())
+    if ray_address is None:
+        if settings.command is None and remaining:
+            from verifier.bench import warm
 
-        warm.start_server()
-    outcomes: dict[int, Outcome] = {}  # by row index
-    solved = wrong = 0
-    with tqdm(total=len(suite.instances), desc=suite.title, unit="inst", file=sys.stderr,
-              dynamic_ncols=True, disable=not progress) as bar:
-        for index, outcome in _run_all(suite, timeout_cap, jobs, command):
+            warm.start_server()
+        results = _run_all(suite, remaining, timeout_cap, jobs, settings)
+    else:
+        from verifier.bench import ray_backend
+
+        results = ray_backend.run_all(suite, remaining, timeout_cap, settings, ray_address)
+    with tqdm(total=len(suite.instances), initial=len(outcomes), desc=suite.title, unit="inst",
+              file=sys.stderr, dynamic_ncols=True, disable=not progress) as bar:
+        bar.set_postfix(solved=solved, wrong=wrong, refresh=False)
+        for index, outcome in results:
             outcomes[index] = outcome
             if on_outcome is not None:
                 on_outcome(outcome)
+            if outcome.note:
+                bar.write(f"{outcome.instance.key}: {outcome.verdict}: {outcome.note}", file=sys.stderr)
             solved += is_solved(outcome.status)
             wrong += outcome.status == WRONG
             bar.set_postfix(solved=solved, wrong=wrong, refresh=False)
@@ -67,23 +103,22 @@ def run_suite(suite: Suite, *, timeout_cap: float | None = None, jobs: int = 1,
     return [outcomes[index] for index in sorted(outcomes)]
 
 
-def _run_all(suite: Suite, timeout_cap, jobs: int, command) -> Iterator[tuple[int, Outcome]]:
+def _run_all(suite: Suite, indices: list[int], timeout_cap, jobs: int,
+             settings: WorkerSettings) -> Iterator[tuple[int, Outcome]]:
     """(row index, outcome) in the order they finish. On an interruption the running workers are killed."""
-    threads = worker_threads(jobs)
-
     def run(index: int, workers: WorkerGroup | None = None) -> tuple[int, Outcome]:
         inst = suite.instances[index]
         return index, run_instance(inst, suite.path(inst.onnx), suite.path(inst.vnnlib),
-                                   effective_timeout(inst, timeout_cap), command, workers, threads)
+                                   effective_timeout(inst, timeout_cap), settings, workers)
 
     if jobs <= 1:
-        for index in range(len(suite.instances)):
+        for index in indices:
             yield run(index)
         return
     workers = WorkerGroup()
     pool = ThreadPoolExecutor(max_workers=jobs)
     try:
-        futures = [pool.submit(run, index, workers) for index in range(len(suite.instances))]
+        futures = [pool.submit(run, index, workers) for index in indices]
         for future in as_completed(futures):
             yield future.result()
     finally:
@@ -100,21 +135,26 @@ def worker_threads(jobs: int) -> int | None:
 
 
 def run_instance(instance: Instance, onnx: Path, vnnlib: Path, timeout: float,
-                 command: Sequence[str] | None = None, workers: WorkerGroup | None = None,
-                 threads: int | None = None) -> Outcome:
-    """One worker process: a warm worker of this verifier (command None) or the command, with
-    `threads` CPU threads if given; killed (with its whole process group) at timeout +
-    KILL_AFTER_SECONDS, which counts as a timeout."""
+                 settings: WorkerSettings = WorkerSettings(), workers: WorkerGroup | None = None) -> Outcome:
+    """One worker process: a warm worker of this verifier (command None) or the command, with the
+    settings' CPU threads and memory cap; killed (with its whole process group) at timeout +
+    KILL_AFTER_SECONDS, which counts as a timeout, or once over the memory cap, which is an error."""
     with tempfile.TemporaryDirectory(prefix="bench-") as folder:
         out = Path(folder) / "result.txt"
         values = dict(onnx=onnx.resolve(), vnnlib=vnnlib.resolve(), timeout=f"{timeout:.10g}", out=out)
-        argv = [part.format(**values) for part in (WARM_ARGUMENTS if command is None else command)]
-        worker = _WarmWorker if command is None else _CommandWorker
+        template = WARM_ARGUMENTS + device_arguments(settings.device) if settings.command is None else settings.command
+        argv = [part.format(**values) for part in template]
+        worker = _WarmWorker if settings.command is None else _CommandWorker
         started = time.monotonic()
-        stdout, killed = _run_with_deadline(lambda: worker(argv, threads), timeout + KILL_AFTER_SECONDS, workers)
+        stdout, ending = _run_with_deadline(lambda: worker(argv, settings.threads), timeout + KILL_AFTER_SECONDS,
+                                            workers, settings.memory_limit)
         elapsed = time.monotonic() - started
-        verdict = TIMEOUT if killed else read_verdict(out, stdout)
-    return Outcome(instance, verdict, elapsed, timeout)
+        if ending == _KILLED_AT_DEADLINE:
+            return Outcome(instance, TIMEOUT, elapsed, timeout)
+        if ending == OUT_OF_MEMORY:
+            return Outcome(instance, ERROR, elapsed, timeout, OUT_OF_MEMORY)
+        verdict = read_verdict(out, stdout)
+    return Outcome(instance, verdict, elapsed, timeout, ending if verdict == ERROR else "")
 
 
 def read_verdict(result_file: Path, stdout: str) -> str:
@@ -155,6 +195,10 @@ class _CommandWorker:
         stdout, _ = self.process.communicate(timeout=seconds)
         return stdout
 
+    @property
+    def exit_code(self) -> int | None:
+        return self.process.returncode
+
     def reap(self) -> None:
         self.process.wait()
         self.process.stdout.close()
@@ -175,6 +219,10 @@ class _WarmWorker:
         if self.process.exitcode is None:
             raise subprocess.TimeoutExpired("warm worker", seconds)
         return ""
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.process.exitcode
 
     def reap(self) -> None:
         self.process.join()
@@ -206,20 +254,50 @@ class WorkerGroup:
                 kill_group(pid)
 
 
+_KILLED_AT_DEADLINE = "killed at its deadline"
+
+
 def _run_with_deadline(start: Callable[[], _CommandWorker | _WarmWorker], deadline: float,
-                       workers: WorkerGroup | None) -> tuple[str, bool]:
-    """Starts a worker; returns (its stdout, whether it was killed at the deadline)."""
+                       workers: WorkerGroup | None, memory_limit: int | None = None) -> tuple[str, str]:
+    """Starts a worker; returns its stdout and how it ended: "" (by itself), _KILLED_AT_DEADLINE,
+    OUT_OF_MEMORY (killed over the memory cap), or a note on the signal that killed it."""
     worker = start()
     if workers is not None:
         workers.add(worker.pid)
     try:
-        return worker.finish(deadline), False
-    except BaseException as e:  # the deadline, or an interruption: leave nothing behind
+        stdout, ending = _wait(worker, deadline, memory_limit)
+        if ending:
+            kill_group(worker.pid)
+            worker.reap()
+        return stdout, ending or _signal_note(worker.exit_code)
+    except BaseException:  # an interruption: leave nothing behind
         kill_group(worker.pid)
         worker.reap()
-        if isinstance(e, subprocess.TimeoutExpired):
-            return "", True
         raise
     finally:
         if workers is not None:
             workers.remove(worker.pid)
+
+
+def _wait(worker, seconds: float, memory_limit: int | None) -> tuple[str, str]:
+    """(stdout, "") once the worker ends by itself; ("", why) when it must be killed."""
+    end = time.monotonic() + seconds
+    watch = None if memory_limit is None else MemoryWatch(worker.pid, memory_limit)
+    while True:
+        left = end - time.monotonic()
+        try:
+            return worker.finish(max(0.0, left if watch is None else min(left, POLL_SECONDS))), ""
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= end:
+                return "", _KILLED_AT_DEADLINE
+            if watch is not None and watch.exceeded():
+                return "", OUT_OF_MEMORY
+
+
+def _signal_note(exit_code: int | None) -> str:
+    if exit_code is None or exit_code >= 0:
+        return ""
+    try:
+        return f"worker killed by {signal.Signals(-exit_code).name}"
+    except ValueError:
+        return f"worker killed by signal {-exit_code}"

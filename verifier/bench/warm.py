@@ -6,9 +6,11 @@ thread pool exists yet when it forks. Each worker starts its own session (proces
 runner can kill it with everything it started, exactly as it does a `cli.py verify` subprocess."""
 from __future__ import annotations
 
+import ctypes
 import functools
 import multiprocessing
 import os
+import signal
 import time
 
 # The modules a verify run needs; importing them once in the server is the whole saving (the
@@ -45,6 +47,7 @@ def verify_in_worker(cli_args: list[str], threads: int | None = None) -> None:
     output discarded (the verdict goes to the --out file), exiting as cli.py does."""
     started = time.monotonic()
     os.setsid()
+    _die_with_parent()
     if threads is not None:
         import torch
 
@@ -55,3 +58,36 @@ def verify_in_worker(cli_args: list[str], threads: int | None = None) -> None:
     from verifier.cli import main_and_exit
 
     main_and_exit(["verify", *cli_args], started=started)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """SIGKILL this worker when the server that forked it ends, which it does once the bench that
+    started it has ended (even by SIGKILL): no orphan keeps computing a row nobody will record
+    (Linux). The server ends when no process holds its 'alive' pipe; every worker inherits one
+    end of it, which this one closes, so that only the bench keeps the server alive."""
+    from multiprocessing import forkserver
+
+    server = forkserver._forkserver
+    if server._forkserver_alive_fd is not None:
+        os.close(server._forkserver_alive_fd)
+        server._forkserver_alive_fd = None
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def result_in_worker(onnx: str, vnnlib: str, timeout: float, connection) -> None:
+    """A worker that sends (verdict, stage, seconds) of verifier.verify back through `connection`
+    (a multiprocessing Pipe end), for benchmarks that report the path a run took."""
+    started = time.monotonic()
+    os.setsid()
+    _die_with_parent()
+    from verifier import api
+
+    result = api.verify(onnx, vnnlib, timeout=timeout, started=started)
+    connection.send((result.verdict, result.stage, result.time))
+    connection.close()

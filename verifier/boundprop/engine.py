@@ -4,6 +4,12 @@ A BoundState holds, for one batch of boxes, the bounds (l, u) of every tensor an
 relaxations of the nonlinear nodes built from them. `backward` computes lower bounds of
 C . h_start for any node by the CROWN backward pass; `crown` tightens the inputs of every
 nonlinear node that way, in topological order, then bounds the output.
+
+The bounds hold for every network in which each node's result may be off by its float32
+rounding bound r (verifier.float_error.local_rounding, from the magnitudes of its inputs'
+bounds): the real-valued network (no error) and the network as onnxruntime runs it in float32
+(each result rounded) are two of them. IBP widens each node's interval by r; the backward pass
+charges |lam| . r at each node it passes, so cancellation in later layers is accounted for.
 """
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import math
 import torch
 
 from verifier.boundprop.adam import Adam
+from verifier.float_error import charging_rounding, local_rounding
 from verifier.graph.ir import Graph
 from verifier.ops import RULES
 
@@ -29,8 +36,12 @@ class BoundState:
         self.hi = hi.reshape(hi.shape[0], *graph.input_shape)
         self.bounds: dict[str, tuple[torch.Tensor, torch.Tensor]] = {graph.input_name: (self.lo, self.hi)}
         self._relaxations: dict[str, tuple] = {}
+        self._roundings: dict[str, torch.Tensor | None] = {}
+        self._derived: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # IBP of nodes without bounds
         # Optimisable relaxation parameters, used by the backward pass from the output:
-        self.alphas: dict[str, torch.Tensor] = {}  # relu node -> lower slopes (B, m, *shape)
+        # relu node -> lower slopes (B, m, *shape); other optimisable nodes -> their parameters
+        # (B, m, *shape, k), each in [0, 1] (see Rule.initial_alpha)
+        self.alphas: dict[str, torch.Tensor] = {}
         self.lam_offsets: dict[str, torch.Tensor] = {}  # pre-activation -> beta * sign (B, m, *shape)
         self.deadline_check = None  # called between the passes of long computations; raises to stop
 
@@ -47,15 +58,37 @@ class BoundState:
 
     def set_bounds(self, name: str, l: torch.Tensor, u: torch.Tensor) -> None:
         self.bounds[name] = (l, u)
-        for node in self.graph.nodes:  # relaxations built on the old bounds are stale
+        self._derived.clear()
+        for node in self.graph.nodes:  # relaxations and roundings built on the old bounds are stale
             if name in node.inputs:
                 self._relaxations.pop(node.name, None)
+                self._roundings.pop(node.name, None)
 
     def relaxation(self, node):
+        """The node's relaxation from its inputs' bounds: relax(node, l0, u0, l1, u1, ...)."""
         if node.name not in self._relaxations:
-            l, u = self.bounds[node.inputs[0]]
-            self._relaxations[node.name] = RULES[node.op].relax(node, l, u)
+            bounds = [t for name in node.inputs for t in self.bounds[name]]
+            self._relaxations[node.name] = RULES[node.op].relax(node, *bounds)
         return self._relaxations[node.name]
+
+    def rounding(self, node) -> torch.Tensor | None:
+        """(B, *shape): how far float32 execution may move this node's result, from the
+        magnitudes of its inputs' bounds; None for exact ops (and within
+        float_error.real_valued_network())."""
+        if not charging_rounding():
+            return None
+        if node.name not in self._roundings:
+            self._roundings[node.name] = local_rounding(node, self.bounds_of)
+        return self._roundings[node.name]
+
+    def bounds_of(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The bounds of a tensor: its own, or IBP from its inputs' (domain states keep the
+        inputs of nonlinear nodes only)."""
+        if name in self.bounds:
+            return self.bounds[name]
+        if name not in self._derived:
+            self._derived[name] = self.ibp_node(self.graph.by_name[name])
+        return self._derived[name]
 
     def cast(self, dtype: torch.dtype) -> "BoundState":
         """The same boxes and bounds in another precision, with this one's deadline check."""
@@ -72,10 +105,13 @@ class BoundState:
         sub.bounds = {name: (l[boxes], u[boxes]) for name, (l, u) in self.bounds.items()}
         sub._relaxations = {name: tuple(t[boxes] for t in relaxation)
                             for name, relaxation in self._relaxations.items()}
+        sub._roundings = {name: None if r is None else r[boxes] for name, r in self._roundings.items()}
         return sub
 
     def ibp_node(self, node):
-        return RULES[node.op].ibp(node, *(self.bounds[i] for i in node.inputs))
+        l, u = RULES[node.op].ibp(node, *map(self.bounds_of, node.inputs))
+        r = self.rounding(node)
+        return (l, u) if r is None else (l - r, u + r)
 
 
 def ibp(graph: Graph, lo: torch.Tensor, hi: torch.Tensor) -> BoundState:
@@ -86,11 +122,12 @@ def ibp(graph: Graph, lo: torch.Tensor, hi: torch.Tensor) -> BoundState:
 
 
 def backward(state: BoundState, start: str, C: torch.Tensor, record: dict | None = None,
-             use_parameters: bool = False) -> torch.Tensor:
+             use_parameters: bool = False, rounding: bool = True) -> torch.Tensor:
     """Lower bound (B, m) of C . h_start over the box, with C of shape (B, m, *shape(start)).
 
     With use_parameters, the state's alphas and split multipliers (lam_offsets) take part;
-    they are shaped for this C. Names in `record` get the lam that reached them.
+    they are shaped for this C. Names in `record` get the lam that reached them. Without
+    `rounding`, the bound is of the real-valued network alone (no float32 rounding charged).
     """
     graph = state.graph
     lams = {start: C}
@@ -105,6 +142,10 @@ def backward(state: BoundState, start: str, C: torch.Tensor, record: dict | None
             lam = lam + state.lam_offsets[node.name]
         if record is not None and node.name in record:
             record[node.name] = lam
+        r = state.rounding(node) if rounding else None
+        if r is not None:
+            bias = bias - torch.einsum("bmn,bn->bm", lam.abs().reshape(*lam.shape[:2], -1),
+                                       r.reshape(r.shape[0], -1))
         alpha = state.alphas.get(node.name) if use_parameters else None
         lam_inputs, node_bias = RULES[node.op].backward(node, lam, state, alpha)
         if node_bias is not None:
@@ -162,30 +203,38 @@ def _element_bounds(state: BoundState, name: str, elements: torch.Tensor, iterat
 
 
 def needs_tight_bounds(graph: Graph) -> dict[str, bool]:
-    """Inputs of nonlinear nodes -> whether only unstable rows matter (ReLU-only readers)."""
+    """Inputs of nonlinear nodes (every input: a product reads two) -> whether only unstable
+    rows matter (ReLU-only readers)."""
     result: dict[str, bool] = {}
     for node in graph.nodes:
         if RULES[node.op].nonlinear:
-            name = node.inputs[0]
-            result[name] = result.get(name, True) and node.op == "relu"
+            for name in node.inputs:
+                result[name] = result.get(name, True) and RULES[node.op].tightens_straddling_rows_only
     return result
+
+
+def parameter_nodes(graph: Graph, before: str | None = None) -> list:
+    """The nodes with optimisable relaxation parameters (ReLUs and the smooth ops whose rules
+    give an initial_alpha), those before `before` only when given."""
+    nodes = []
+    for node in graph.nodes:
+        if node.name == before:
+            break
+        if node.op == "relu" or RULES[node.op].optimisable:
+            nodes.append(node)
+    return nodes
 
 
 def optimized_backward(state: BoundState, start: str, C: torch.Tensor, iterations: int,
                        lr: float = 0.1) -> torch.Tensor:
     """alpha-CROWN for the rows C of an intermediate node: the lower slopes of the ReLUs before
-    it, one per (box, row, neuron), are searched by Adam in SEARCH_DTYPE for the best bound of
+    it (and the parameters of the other optimisable nodes), one per (box, row, neuron), are searched by Adam in SEARCH_DTYPE for the best bound of
     each row; the bound returned is the backward pass in the state's precision with them."""
-    relus = []
-    for node in state.graph.nodes:
-        if node.name == start:
-            break
-        if node.op == "relu":
-            relus.append(node)
-    if not relus:
+    nodes = parameter_nodes(state.graph, before=start)
+    if not nodes:
         return backward(state, start, C)
     search = state if state.lo.dtype == SEARCH_DTYPE else state.cast(SEARCH_DTYPE)
-    slopes = _best_slopes(search, start, C.to(SEARCH_DTYPE), relus, iterations, lr)
+    slopes = _best_slopes(search, start, C.to(SEARCH_DTYPE), nodes, iterations, lr)
     saved, state.alphas = state.alphas, {name: a.to(state.lo.dtype) for name, a in slopes.items()}
     try:
         with torch.no_grad():
@@ -195,9 +244,13 @@ def optimized_backward(state: BoundState, start: str, C: torch.Tensor, iteration
 
 
 def adaptive_slopes(state: BoundState, relus, m: int) -> dict[str, torch.Tensor]:
-    """The adaptive CROWN slopes (1 where u > -l, else 0), one per (domain, row, neuron)."""
+    """The adaptive CROWN slopes (1 where u > -l, else 0), one per (domain, row, neuron); for
+    other optimisable nodes, their rule's initial parameters (those of its CROWN relaxation)."""
     alphas = {}
     for node in relus:
+        if node.op != "relu":
+            alphas[node.name] = RULES[node.op].initial_alpha(node, state, m)
+            continue
         l, u = state.bounds[node.inputs[0]]
         slope = (u > -l).to(l.dtype).unsqueeze(1)
         alphas[node.name] = slope.expand(-1, m, *([-1] * (l.dim() - 1))).clone()
@@ -240,22 +293,26 @@ def keep_where(best: dict[str, torch.Tensor], current: dict[str, torch.Tensor], 
 
 
 def crown(graph: Graph, lo: torch.Tensor, hi: torch.Tensor, state: BoundState | None = None,
-          iterations: int = 0, deadline_check=None, after: str | None = None) -> BoundState:
+          iterations: int = 0, deadline_check=None, after: str | None = None,
+          every_neuron: bool = False) -> BoundState:
     """IBP everywhere, then CROWN on every input of a nonlinear node, in topological order
     (alpha-CROWN with that many Adam steps per node when iterations > 0). deadline_check, when
     given, is called between backward passes (it raises to stop). With `after`, the nodes up to
-    that one keep the state's bounds and only the later ones are tightened."""
+    that one keep the state's bounds and only the later ones are tightened. Inputs read by
+    ReLUs only are tightened where unstable, unless every_neuron (tight magnitudes)."""
     state = state or BoundState(graph, lo, hi)
     state.deadline_check = deadline_check
     targets = needs_tight_bounds(graph)
+    if every_neuron:
+        targets = dict.fromkeys(targets, False)
     if after is not None:
         names = [n.name for n in graph.nodes]
         targets = {k: v for k, v in targets.items() if k in names[names.index(after) + 1:]}
     for node in graph.nodes:
         l, u = state.ibp_node(node)
         if node.name in state.bounds:  # keep what is already known (e.g. from a parent domain)
-            l = torch.maximum(l, state.bounds[node.name][0])
-            u = torch.minimum(u, state.bounds[node.name][1])
+            l = torch.fmax(l, state.bounds[node.name][0])
+            u = torch.fmin(u, state.bounds[node.name][1])
         state.set_bounds(node.name, l, u)
         if node.name in targets:
             tighten(state, node.name, unstable_only=targets[node.name], iterations=iterations)
@@ -264,8 +321,8 @@ def crown(graph: Graph, lo: torch.Tensor, hi: torch.Tensor, state: BoundState | 
 
 def tighten(state: BoundState, name: str, unstable_only: bool, iterations: int = 0) -> None:
     l, u = state.bounds[name]
-    flat_l, flat_u = l.flatten(1), u.flatten(1)
-    mask = (flat_l < 0) & (flat_u > 0) if unstable_only else torch.ones_like(flat_l, dtype=torch.bool)
+    flat_l, flat_u = l.reshape(l.shape[0], -1), u.reshape(u.shape[0], -1)  # scalar nodes too
+    mask = (flat_l < 0) & (flat_u > 0) if unstable_only else flat_l < flat_u  # exact ones stay
     rows = mask.any(0).nonzero().flatten()
     if rows.numel() == 0:
         return
@@ -277,8 +334,9 @@ def tighten(state: BoundState, name: str, unstable_only: bool, iterations: int =
     else:
         new_l, new_u = bound_rows(state, name, rows, iterations)
     flat_l, flat_u = flat_l.clone(), flat_u.clone()
-    flat_l[:, rows] = torch.maximum(flat_l[:, rows], new_l)
-    flat_u[:, rows] = torch.minimum(flat_u[:, rows], new_u)
+    # fmax/fmin: a NaN bound (a relaxation over an infinite interval) never replaces a number
+    flat_l[:, rows] = torch.fmax(flat_l[:, rows], new_l)
+    flat_u[:, rows] = torch.fmin(flat_u[:, rows], new_u)
     state.set_bounds(name, flat_l.reshape(l.shape), flat_u.reshape(u.shape))
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from verifier.boundprop.adam import Adam
-from verifier.boundprop.engine import BoundState, adaptive_slopes, keep_where, output_lower_bounds
+from verifier.boundprop.engine import BoundState, adaptive_slopes, keep_where, output_lower_bounds, parameter_nodes
 
 
 @dataclass
@@ -60,8 +60,9 @@ def relu_nodes(state: BoundState):
 
 
 def initial_alphas(state: BoundState, m: int) -> dict[str, torch.Tensor]:
-    """The adaptive CROWN slopes (1 where u > -l, else 0), one per (domain, row, neuron)."""
-    return adaptive_slopes(state, relu_nodes(state), m)
+    """The adaptive CROWN slopes (1 where u > -l, else 0), one per (domain, row, neuron), and
+    the CROWN parameters of the other optimisable nodes."""
+    return adaptive_slopes(state, parameter_nodes(state.graph), m)
 
 
 def initial_betas(state: BoundState, m: int) -> dict[str, torch.Tensor]:

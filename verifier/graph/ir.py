@@ -33,6 +33,15 @@ class Node:
     def size(self) -> int:
         return math.prod(self.shape)
 
+    @property
+    def multiply_adds(self) -> int:
+        """Rough cost of evaluating this node on one sample (one per element outside products)."""
+        if self.op == "matmul":
+            return self.size * self.tensors["W"].shape[0]
+        if self.op == "conv":
+            return self.size * math.prod(self.tensors["W"].shape[1:])
+        return self.size
+
 
 @dataclass
 class Graph:
@@ -42,8 +51,9 @@ class Graph:
     nodes: list[Node]  # topological order; excludes the input
     onnx_input_dtype: str = "float32"
     path: str = ""  # the ONNX file it was loaded from
-    # The nodes as onnxruntime computes them, before the exact rewrites of graph.simplify
-    # (merged matmuls): float32 rounding happens at each of these. None: the same as `nodes`.
+    # The nodes as onnxruntime computes them, before composite ops were expanded
+    # (graph/composite.py); None: the same as `nodes`. The forward float32 error analysis reads
+    # them (verifier.float_error.output_error).
     execution_nodes: list[Node] | None = None
     _cast_cache: dict = field(default_factory=dict, repr=False)
 
@@ -97,15 +107,7 @@ class Graph:
 
     def multiply_adds(self) -> int:
         """Rough cost of evaluating one sample."""
-        total = 0
-        for n in self.nodes:
-            if n.op == "matmul":
-                total += n.size * n.tensors["W"].shape[0]
-            elif n.op == "conv":
-                total += n.size * math.prod(n.tensors["W"].shape[1:])
-            else:
-                total += n.size
-        return total
+        return sum(n.multiply_adds for n in self.nodes)
 
     @property
     def dtype(self) -> torch.dtype:

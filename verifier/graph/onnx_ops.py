@@ -76,8 +76,10 @@ def _arithmetic(b, node):
     x, y = _inputs(node)
     op = node.op_type
     if not b.is_const(x) and not b.is_const(y):
-        if op in ("Mul", "Div"):
-            b.fail(f"{op} of two variable tensors is not supported (only by constants)")
+        if op == "Mul":
+            return variable_product(b, x, y, node.output[0])
+        if op == "Div":
+            return variable_division(b, x, y, node.output[0])
         rank = max(len(b.shape(x)), len(b.shape(y)))
         x, y = _lift_rank(b, x, rank), _lift_rank(b, y, rank)
         b.emit("add", [x, y], node.output[0], attrs={"sign": 1 if op == "Add" else -1})
@@ -90,7 +92,7 @@ def _arithmetic(b, node):
             return _affine(b, var, scale=-np.ones_like(c), shift=c, out=node.output[0])
         if op == "Mul":
             return _affine(b, var, scale=c, out=node.output[0])
-        b.fail("division by a variable tensor is not supported")
+        return variable_division(b, x, var, node.output[0])
     c, var = b.const(y).astype(np.float64), x
     if op == "Add":
         return _affine(b, var, shift=c, out=node.output[0])
@@ -124,8 +126,12 @@ def _matmul(b, node):
     x, w = _inputs(node)
     if b.is_const(w) and not b.is_const(x):
         W = b.const(w)
+        if W.ndim == 1:  # a vector: the product drops the last axis
+            y = b.emit("matmul", [x], tensors={"W": W.reshape(-1, 1)})
+            _reshape_to(b, y, b.shape(x)[:-1], node.output[0])
+            return
         if W.ndim != 2:
-            b.fail(f"MatMul by a constant of rank {W.ndim} is not supported (rank 2 only)")
+            b.fail(f"MatMul by a constant of rank {W.ndim} is not supported (rank 1 or 2 only)")
         b.emit("matmul", [x], node.output[0], tensors={"W": W})
         return
     if b.is_const(x) and not b.is_const(w):  # C @ v  ==  (v^T @ C^T)^T on the last two axes
@@ -141,7 +147,7 @@ def _matmul(b, node):
         t = b.emit("matmul", [t], tensors={"W": C.T})
         b.emit("transpose", [t], node.output[0], attrs={"perm": swap})
         return
-    b.fail("MatMul of two variable tensors is not supported")
+    variable_matmul(b, x, w, node.output[0])
 
 
 @converter("Gemm")
@@ -181,16 +187,22 @@ def _conv_padding(b, node, a, in_spatial, kernel, stride, dilation):
     return pads
 
 
+def conv_weights(b, node) -> tuple[np.ndarray, int]:
+    """The constant weights of a Conv or ConvTranspose and its number of spatial axes (1 or 2)."""
+    if not b.is_const(node.input[1]):
+        b.fail(f"{node.op_type} weights must be constant")
+    W = b.const(node.input[1]).astype(np.float64)
+    nd = W.ndim - 2
+    if nd not in (1, 2):
+        b.fail(f"{node.op_type}{nd}d is not supported (1-D and 2-D only)")
+    return W, nd
+
+
 @converter("Conv")
 def _conv(b, node):
     a = _attrs(node)
     x = node.input[0]
-    if not b.is_const(node.input[1]):
-        b.fail("Conv weights must be constant")
-    W = b.const(node.input[1]).astype(np.float64)
-    nd = W.ndim - 2
-    if nd not in (1, 2):
-        b.fail(f"Conv{nd}d is not supported (1-D and 2-D only)")
+    W, nd = conv_weights(b, node)
     kernel = tuple(W.shape[2:])
     stride = tuple(a.get("strides", [1] * nd))
     dilation = tuple(a.get("dilations", [1] * nd))
@@ -485,10 +497,38 @@ def _transpose(b, node):
 @converter("Concat")
 def _concat(b, node):
     names = [n for n in node.input if n]
+    rank = len(b.shape(next(n for n in names if not b.is_const(n))))
+    axis = _attrs(node)["axis"] % rank
     if any(b.is_const(n) for n in names):
-        b.fail("Concat of constant and variable tensors is not supported")
-    rank = len(b.shape(names[0]))
-    b.emit("concat", names, node.output[0], attrs={"axis": _attrs(node)["axis"] % rank})
+        _concat_with_constants(b, names, axis, node.output[0])
+        return
+    b.emit("concat", names, node.output[0], attrs={"axis": axis})
+
+
+def _concat_with_constants(b, names, axis: int, out: str) -> str:
+    """Each variable zero-padded to the full length at its offset, the padded ones added, the
+    constants added as one shift (a class token before the patches of a vision transformer)."""
+    shapes = [b.const(n).shape if b.is_const(n) else b.shape(n) for n in names]
+    if any(len(shape) != len(shapes[0]) for shape in shapes):
+        b.fail(f"shape mismatch: cannot concatenate {[list(s) for s in shapes]}")
+    total = sum(shape[axis] for shape in shapes)
+    frame = list(b.shape(next(n for n in names if not b.is_const(n))))
+    frame[axis] = total
+    shift, padded, offset = np.zeros(frame), [], 0
+    for name, shape in zip(names, shapes):
+        where = [slice(None)] * len(frame)
+        where[axis] = slice(offset, offset + shape[axis])
+        if b.is_const(name):
+            shift[tuple(where)] = b.const(name)
+        else:
+            pads = [(0, 0)] * len(frame)
+            pads[axis] = (offset, total - offset - shape[axis])
+            padded.append(_pad(b, name, pads, 0.0))
+        offset += shape[axis]
+    result = padded[0]
+    for other in padded[1:]:
+        result = _add_vars(b, result, other)
+    return _affine(b, result, shift=shift, out=out)
 
 
 @converter("Slice")
@@ -537,3 +577,7 @@ def _split(b, node):
         if out:
             b.emit("slice", [x], out, attrs={"index": tuple(index)})
         start += size
+
+
+# The smooth ops and the products of variables register themselves (and are called above).
+from verifier.graph.onnx_math_ops import variable_division, variable_matmul, variable_product  # noqa: E402

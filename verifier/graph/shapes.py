@@ -121,6 +121,74 @@ def _pad(node, x):
     return tuple(n + begin + end for n, (begin, end) in zip(x, pads))
 
 
+def _conv_transpose(node, x):
+    a, W = node.attrs, node.tensors["W"]
+    nd = a["spatial_dims"]
+    if len(x) < nd + 1:
+        raise ValueError(f"a rank-{len(x)} input cannot feed a {nd}-D transposed convolution")
+    if x[-nd - 1] != W.shape[0]:
+        raise ValueError(f"the input has {x[-nd - 1]} channels, the weights expect {W.shape[0]}")
+    out = [a["stride"][i] * (x[-nd + i] - 1) + a["dilation"][i] * (W.shape[2 + i] - 1) + 1 + a["extra"][i]
+           - sum(a["crop"][i]) for i in range(nd)]
+    if min(out) < 1:
+        raise ValueError(f"the pads leave no output of a {list(x)} input")
+    return (*x[:-nd - 1], W.shape[1] * a["groups"], *out)
+
+
+def _declared(node, *xs):
+    """Ops whose loader computed the output shape (index maps, tables)."""
+    return tuple(node.attrs["shape"])
+
+
+def _take(node, x):
+    if node.tensors["index"].size and node.tensors["index"].max() >= math.prod(x):
+        raise ValueError(f"an index reaches past the {math.prod(x)} elements of {list(x)}")
+    return _declared(node)
+
+
+def _place(node, x):
+    if node.tensors["position"].size != math.prod(x):
+        raise ValueError(f"{node.tensors['position'].size} positions for {math.prod(x)} values")
+    return _declared(node)
+
+
+def _argmax(node, x):
+    axis = node.attrs["axis"]
+    return (*x[:axis], 1, *x[axis + 1:]) if node.attrs["keepdims"] else (*x[:axis], *x[axis + 1:])
+
+
+def _broadcast_all(node, *xs):
+    """Variables and constant operands broadcast together (comparisons, Where, products)."""
+    return _broadcast(*(_with_batch(x) for x in xs), *(t.shape for t in node.tensors.values()))[1:]
+
+
+def _gather_indexed(node, *xs):
+    data = node.attrs["data_shape"]
+    axis = node.attrs["axis"]
+    return (*data[:axis], *xs[-1], *data[axis + 1:])
+def _matmul_variables(node, x, y):
+    if len(x) != len(y) or len(x) < 2:
+        raise ValueError(f"cannot multiply {list(x)} by {list(y)} (equal ranks of at least 2 expected)")
+    if x[-1] != y[-2]:
+        raise ValueError(f"cannot multiply {list(x)} by {list(y)}: {x[-1]} != {y[-2]}")
+    return (*_broadcast(_with_batch(x[:-2]), _with_batch(y[:-2]))[1:], x[-2], y[-1])
+
+
+def _reduce(node, x):
+    axes = node.attrs["axes"]
+    if any(a < 0 or a >= len(x) for a in axes):
+        raise ValueError(f"axes {list(axes)} do not fit a rank-{len(x)} input")
+    if node.attrs["keepdims"]:
+        return tuple(1 if i in axes else n for i, n in enumerate(x))
+    return tuple(n for i, n in enumerate(x) if i not in axes)
+
+
+def _softmax(node, x):
+    if not 0 <= node.attrs["axis"] < len(x):
+        raise ValueError(f"axis {node.attrs['axis']} does not fit a rank-{len(x)} input")
+    return x
+
+
 SHAPES = {
     "matmul": _matmul,
     "conv": _conv,
@@ -135,4 +203,27 @@ SHAPES = {
     "concat": _concat,
     "slice": _slice,
     "pad": _pad,
+    "conv_transpose": _conv_transpose,
+    "take": _take,
+    "place": _place,
+    "sign": _same,
+    "floor": _same,
+    "trunc": _same,
+    "nonzero": _same,
+    "argmax": _argmax,
+    "compare": _broadcast_all,
+    "where": _broadcast_all,
+    "gather_indexed": _gather_indexed,
+    "table": _declared,
+    "exp": _same,
+    "log": _same,
+    "reciprocal": _same,
+    "sqrt": _same,
+    "pow": _same,
+    "sin": _same,
+    "cos": _same,
+    "mul": _add,
+    "matmul_variables": _matmul_variables,
+    "reducesum": _reduce,
+    "softmax": _softmax,
 }

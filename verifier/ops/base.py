@@ -9,18 +9,12 @@ from __future__ import annotations
 
 import torch
 
-# float32 rounding: a result r is computed as r (1 + delta), |delta| <= UNIT_ROUNDOFF.
-UNIT_ROUNDOFF = 2.0 ** -24
-
-
-def gamma(n: int) -> float:
-    """Higham's gamma_n = n u / (1 - n u): a float32 sum of n products (any order, FMA or not)
-    is off by at most gamma_n times the sum of their magnitudes."""
-    return n * UNIT_ROUNDOFF / (1 - n * UNIT_ROUNDOFF)
-
 
 class Rule:
-    nonlinear = False  # needs bounds on its input for a relaxation
+    nonlinear = False  # needs bounds on its inputs for a relaxation
+    exact = False  # float32 computes it without rounding (it moves or selects values)
+    optimisable = False  # has relaxation parameters for alpha-CROWN (see initial_alpha)
+    uses_input_bounds = False  # float_error takes the exact inputs' bounds as a fourth argument
 
     def forward(self, node, *xs):
         raise NotImplementedError
@@ -31,12 +25,25 @@ class Rule:
     def backward(self, node, lam, state, alpha=None):
         raise NotImplementedError
 
+    def initial_alpha(self, node, state, m: int):
+        """Parameters in [0, 1], (B, m, *shape, k), that give the rule's CROWN relaxation; its
+        backward rule receives them (or the optimised ones) as `alpha`."""
+        raise NotImplementedError
+
     def float_error(self, node, errors, magnitudes):
         """A bound (B, *shape) on |float32 result - exact result| of this node as onnxruntime
         computes it, from bounds on each input's error (errors[i]) and on the magnitude of each
         float32 input (magnitudes[i] >= |exact input| + errors[i]). See verifier/float_error.py.
         An op without this rule can never be part of an unsat answer."""
         raise NotImplementedError(f"no float32 error rule for op '{node.op}'")
+
+    # Evaluated exactly, but with no useful relaxation (ArgMax, Equal, index computations):
+    # verification attacks the network and answers unknown, naming the op, before any bound
+    # is computed. Its IBP and backward rules are still sound (`cli.py bounds` works).
+    no_relaxation = False
+    # Only the input elements whose bounds straddle 0 need CROWN's tighter bounds (the
+    # relaxation is exact elsewhere: ReLU, Sign).
+    tightens_straddling_rows_only = False
 
 
 class LinearRule(Rule):
@@ -54,7 +61,25 @@ class LinearRule(Rule):
         (l, u), = bounds
         centre = self.forward(node, (l + u) / 2)
         radius = self.forward_abs(node, (u - l) / 2)
-        return centre - radius, centre + radius
+        lower, upper = centre - radius, centre + radius
+        if torch.isnan(lower).any() or torch.isnan(upper).any():  # infinite input bounds
+            return self._ibp_unbounded(node, l, u)
+        return lower, upper
+
+    def _ibp_unbounded(self, node, l, u):
+        """IBP where some input bounds are infinite (inf - inf gives NaN above): the finite
+        part as usual; a lower bound is -inf where a -inf lower end enters with a positive
+        weight or a +inf upper end with a negative one (the upper bound mirrored)."""
+        below, above = (l == float("-inf")).to(l.dtype), (u == float("inf")).to(l.dtype)
+        lower, upper = self.ibp(node, (torch.where(below > 0, 0.0, l), torch.where(above > 0, 0.0, u)))
+
+        def positive(t):  # sum of the positive weights on t >= 0; then of the negative ones
+            size, signed = self.forward_abs(node, t), self.linear_part(node, t)
+            return (size + signed) > 0, (size - signed) > 0
+
+        (below_up, below_down), (above_up, above_down) = positive(below), positive(above)
+        return (lower.masked_fill(below_up | above_down, float("-inf")),
+                upper.masked_fill(above_up | below_down, float("inf")))
 
     def forward_linear(self, node, fns, state):
         """By centre and radius functions: |op|(radius) bounds the deviation pointwise."""
@@ -90,4 +115,4 @@ def lam_to_input_shape(lam: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Te
 
 def bias_of(lam: torch.Tensor, const: torch.Tensor) -> torch.Tensor:
     """lam . const summed over the per-sample dims: (B, m)."""
-    return lam.flatten(2) @ const.broadcast_to(lam.shape[2:]).flatten()
+    return lam.reshape(*lam.shape[:2], -1) @ const.broadcast_to(lam.shape[2:]).flatten()

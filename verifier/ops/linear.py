@@ -1,11 +1,13 @@
 """Affine ops: matrix products, convolutions, elementwise scale and shift, sums of tensors."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
-import torch
 import torch.nn.functional as F
 
-from verifier.ops.base import UNIT_ROUNDOFF, LinearRule, bias_of, gamma, lam_to_input_shape
+from verifier.float32 import UNIT_ROUNDOFF, dot_product_gamma
+from verifier.ops.base import LinearRule, bias_of, lam_to_input_shape
 
 
 class MatMul(LinearRule):
@@ -28,12 +30,15 @@ class MatMul(LinearRule):
         return [(lam.reshape(-1, W.shape[1]) @ W.T).reshape(*lam.shape[:-1], W.shape[0])], bias
 
     def float_error(self, node, errors, magnitudes):
-        """Dot products of length k plus a bias: gamma_{k+2} (|W||x| + |b|) (one rounding more
-        for Gemm's alpha), plus the input error through |W|."""
+        """Dot products of length k plus a bias: gamma (|W||x| + |b|) (float32.dot_product_gamma),
+        plus the input error through |W|. A matmul the loader merged from a chain carries the
+        chain's terms (see graph.simplify.rounding_terms)."""
         (e,), (m,) = errors, magnitudes
-        bias = node.tensors["b"].abs() if "b" in node.tensors else 0.0
-        k = node.tensors["W"].shape[0]
-        return self.forward_abs(node, e) + gamma(k + 2) * (self.forward_abs(node, m) + bias)
+        t = node.tensors
+        W_abs = t["W_abs"] if "W_abs" in t else t["W"].abs()
+        bias = t["b_abs"] if "b_abs" in t else (t["b"].abs() if "b" in t else 0.0)
+        g = node.attrs.get("gamma", dot_product_gamma(t["W"].shape[0]))
+        return e @ W_abs + g * (m @ W_abs + bias)
 
 
 _CONV = {1: F.conv1d, 2: F.conv2d}
@@ -83,7 +88,7 @@ class Conv(LinearRule):
         nd = node.attrs["spatial_dims"]
         bias = node.tensors["b"].abs().reshape(-1, *([1] * nd)) if "b" in node.tensors else 0.0
         k = node.tensors["W"][0].numel()
-        return self.forward_abs(node, e) + gamma(k + 2) * (self.forward_abs(node, m) + bias)
+        return self.forward_abs(node, e) + dot_product_gamma(k) * (self.forward_abs(node, m) + bias)
 
 
 class Affine(LinearRule):
@@ -152,3 +157,53 @@ class Add(LinearRule):
     def float_error(self, node, errors, magnitudes):
         (ex, ey), (mx, my) = errors, magnitudes
         return ex + ey + UNIT_ROUNDOFF * (mx + my)
+
+
+class ConvTranspose(LinearRule):
+    """ConvTranspose 1-D/2-D, W (C_in, C_out / groups, *kernel): the transposed convolution with
+    no padding, then attrs['extra'] zeros appended at the end of each spatial axis (ONNX's
+    output_padding), then attrs['crop'] (begin, end) removed per axis (ONNX's pads), then the
+    bias. Its backward rule is the convolution it is the adjoint of."""
+
+    def _apply(self, node, x, weight):
+        a = node.attrs
+        nd = a["spatial_dims"]
+        lead = x.shape[: x.dim() - nd - 1]
+        y = _CONV_T[nd](x.reshape(-1, *x.shape[-nd - 1:]), weight, None, a["stride"], 0, 0, a["groups"],
+                        a["dilation"])
+        y = F.pad(y, [p for extra in reversed(a["extra"]) for p in (0, extra)])
+        y = y[(..., *(slice(begin, y.shape[-nd + i] - end) for i, (begin, end) in enumerate(a["crop"])))]
+        return y.reshape(*lead, *y.shape[1:])
+
+    def forward(self, node, x):
+        y = self._apply(node, x, node.tensors["W"])
+        return y + self._bias(node) if "b" in node.tensors else y
+
+    def _bias(self, node):
+        return node.tensors["b"].reshape(-1, *([1] * node.attrs["spatial_dims"]))
+
+    def linear_part(self, node, x):
+        return self._apply(node, x, node.tensors["W"])
+
+    def forward_abs(self, node, r):
+        return self._apply(node, r, node.tensors["W"].abs())
+
+    def backward(self, node, lam, state, alpha=None):
+        a = node.attrs
+        nd = a["spatial_dims"]
+        in_shape = state.shape_of(node.inputs[0])
+        flat = lam.reshape(-1, *node.shape[-nd - 1:])
+        # undo the crop (zeros where the crop removed outputs), drop the appended zeros
+        flat = F.pad(flat, [p for begin, end in reversed(a["crop"]) for p in (begin, end)])
+        flat = flat[(..., *(slice(0, flat.shape[-nd + i] - extra) for i, extra in enumerate(a["extra"])))]
+        lam_in = _CONV[nd](flat, node.tensors["W"], None, a["stride"], 0, a["dilation"], a["groups"])
+        bias = bias_of(lam, self._bias(node)) if "b" in node.tensors else None
+        return [lam_in.reshape(*lam.shape[:2], *in_shape)], bias
+
+    def float_error(self, node, errors, magnitudes):
+        """Each output sums at most (C_in / groups) * prod(kernel) products and the bias."""
+        (e,), (m,) = errors, magnitudes
+        W = node.tensors["W"]
+        k = W.shape[0] // node.attrs["groups"] * math.prod(W.shape[2:])
+        bias = self._bias(node).abs() if "b" in node.tensors else 0.0
+        return self.forward_abs(node, e) + dot_product_gamma(k) * (self.forward_abs(node, m) + bias)

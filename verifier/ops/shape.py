@@ -4,11 +4,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from verifier.ops.base import LinearRule, Rule, on_coefficients
+from verifier.ops.base import LinearRule, Rule
 
 
 class ShapeRule(Rule):
     """Monotone in each element, so IBP applies the op to both ends."""
+    exact = True
 
     def ibp(self, node, *bounds):
         return (self.forward(node, *(b[0] for b in bounds)),
@@ -70,6 +71,7 @@ class Slice(ShapeRule):
 
 class Pad(LinearRule):
     """Constant padding; attrs['pads'] is a (begin, end) pair per per-sample axis."""
+    exact = True
 
     def _torch_pads(self, node):
         flat = []
