@@ -5,6 +5,8 @@ with pytest's monkeypatch on a module attribute (test-only: nothing here is reac
 the CLI). The checker then runs `verifier.api.verify` in this process (runner=API), so the
 mutant takes effect, on a subset of the shipped planted instances, and must report UNSOUND.
 The unmutated verifier must report no UNSOUND and no BAD-WITNESS on the same instances.
+Mutant runs switch our targeted counterexample search off (`without_targeted_search`), so
+that the planted instances reach the proof stages the mutants damage.
 
 The mutants patch internals of verifier/ops, verifier/boundprop and verifier/bab; when one
 of those is renamed, the patch fails loudly (monkeypatch.setattr raises) rather than
@@ -19,6 +21,7 @@ import torch
 
 import verifier.api as api
 import verifier.bab.relu_split as relu_split
+import verifier.pipeline as pipeline
 import verifier.boundprop.engine as engine
 import verifier.boundprop.optimize as optimize
 import verifier.ops.activation as activation
@@ -134,6 +137,15 @@ def split_multipliers_of_one_layer_dropped(monkeypatch):
     monkeypatch.setattr(optimize, "split_signs", mutant)
 
 
+def without_targeted_search(monkeypatch):
+    """Not a mutant: the neuron-targeted attack and the PGD inside branch-and-bound domains
+    switched off. They find most planted counterexamples before any bound is trusted, and a
+    mutant in the bounds can only show where the verifier goes on to claim unsat; with them off
+    the planted instances again reach the proof stages, which is what the mutants damage."""
+    monkeypatch.setattr(pipeline, "targeted_attack", lambda *args, **kwargs: None)
+    monkeypatch.setattr(relu_split, "_pgd_in_worst_domains", lambda *args, **kwargs: None)
+
+
 # ---------------------------------------------------------------- subsets and runs
 
 RELU, S_SHAPED, CONV = ("relu",), ("tanh", "sigmoid"), ("cnn", "resnet")
@@ -174,6 +186,7 @@ def test_unmutated_verifier_on_a_few_instances():
 
 
 def test_dropped_bias_is_caught(monkeypatch):
+    without_targeted_search(monkeypatch)
     bias_dropped_in_linear_bound(monkeypatch)
     assert_caught(run(planted(), timeout=5, stop_at_failure=True))
 
@@ -196,12 +209,14 @@ MUTANTS = {
 @pytest.mark.parametrize("mutant", list(MUTANTS), ids=lambda m: m.__name__)
 def test_mutant_is_caught(monkeypatch, mutant):
     select, timeout = MUTANTS[mutant]
+    without_targeted_search(monkeypatch)
     mutant(monkeypatch)
     assert_caught(run(select, timeout, stop_at_failure=True))
 
 
 @pytest.mark.slow
 def test_a_sound_weakening_is_not_flagged(monkeypatch):
+    without_targeted_search(monkeypatch)
     split_multipliers_of_one_layer_dropped(monkeypatch)
     assert_sound(run(planted(acts=RELU), timeout=5))
 

@@ -78,8 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     c = s_sub.add_parser("check", help="run a verifier on every instance of a set; exit 1 on any UNSOUND or "
                          "BAD-WITNESS")
     c.add_argument("dir", help="a folder made by `soundness generate`")
-    c.add_argument("--command", dest="verifier_command", help="command template with {onnx} {vnnlib} {timeout} "
-                   "{result} (default: this verifier, cli.py verify, in a fresh process)")
+    which = c.add_mutually_exclusive_group()
+    which.add_argument("--verifier", default="ours", help="ours (default: cli.py verify), marabou (maraboupy), "
+                       "or vnncomp:PATH (a tool with PATH/prepare_instance.sh and PATH/run_instance.sh)")
+    which.add_argument("--command", dest="verifier_command", help="any other verifier: a command template with "
+                       "{onnx} {vnnlib} {timeout} {result} that writes a VNN-COMP result file to {result}")
     c.add_argument("--timeout", type=float, help="seconds per instance (default: instances.csv's)")
     c.add_argument("--out", default="soundness_results.csv", help="results CSV (default soundness_results.csv)")
     c.add_argument("--filter", help="only instances whose vnnlib path contains this")
@@ -225,10 +228,11 @@ def cmd_soundness(args) -> int:
                                 timeout=args.timeout)
         print(format_report(generate(args.out, config), args.out))
         return 0
-    from verifier.soundness.check import DEFAULT_COMMAND, check, format_table, write_csv
+    from verifier.soundness.adapters import from_command, resolve
+    from verifier.soundness.check import check, format_table, write_csv
 
-    report = check(args.dir, command=args.verifier_command or DEFAULT_COMMAND, timeout=args.timeout,
-                   name_filter=args.filter)
+    adapter = from_command(args.verifier_command) if args.verifier_command else resolve(args.verifier)
+    report = check(args.dir, command=adapter, timeout=args.timeout, name_filter=args.filter)
     write_csv(report, args.out)
     print(format_table(report))
     print(f"results: {args.out}")

@@ -68,35 +68,56 @@ def pgd_candidates(graph, region: Region, restarts: int, steps: int, deadline: f
 
 
 def box_pgd_candidates(graph, region: Region, lo: torch.Tensor, hi: torch.Tensor, steps: int,
-                       deadline: float):
-    """PGD inside each of several boxes (N, n) of the region, from their centres, against
-    every disjunct."""
+                       deadline: float, starts: torch.Tensor | None = None):
+    """PGD inside each of several boxes (N, n) of the region, from the given points (N, n) or
+    their centres, against every disjunct."""
     C, d = disjunct_tensors(region, graph.device, graph.dtype)
     K = C.shape[0]
-    lo, hi = lo.to(graph.dtype).repeat_interleave(K, 0), hi.to(graph.dtype).repeat_interleave(K, 0)
+    x = (lo + hi) / 2 if starts is None else starts
+    lo, hi, x = (t.to(graph.dtype).repeat_interleave(K, 0) for t in (lo, hi, x))
     which = torch.arange(K, device=graph.device).repeat(len(lo) // K)
-    yield from pgd_steps(graph, C, d, which, (lo + hi) / 2, lo, hi, steps, deadline, signed=True)
+    yield from pgd_steps(graph, C, d, which, x, lo, hi, steps, deadline, signed=True)
 
 
-def pgd_steps(graph, C, d, which, x, lo, hi, steps: int, deadline: float, signed: bool = False):
+def pgd_steps(graph, C, d, which, x, lo, hi, steps: int, deadline: float, signed: bool = False,
+              penalty=None, snap_every: int = 0, margin_weight: torch.Tensor | None = None):
     """Gradient steps of a shrinking size on the margins; yields inputs that hit.
 
     Adam's per-coordinate scaling (without bias correction, so the first steps are long)
     found ACAS Xu's narrow counterexamples (1_9 prop_7) where signed steps did not; short
-    runs from box centres (inside branch and bound) find more with signed steps."""
+    runs from box centres (inside branch and bound) find more with signed steps.
+
+    penalty (values of every tensor -> (N,), >= 0), when given, is added to the margin, each
+    term relative to its size at the start: the run stays in (or walks into) the part of the
+    box where the penalty is 0, such as a branch-and-bound subdomain. margin_weight (N,)
+    scales each run's margin term (0: the run only walks into that part). With snap_every, every
+    that many steps the box corner nearest to each point is tried too: a run that has come
+    close to a vertex may never settle on it."""
     width = hi - lo
     mean, square = torch.zeros_like(x), torch.zeros_like(x)
+    scales = None
     for step in range(steps + 1):
         if time.monotonic() > deadline:
             return
         x = x.detach().requires_grad_(True)
-        margin = margins(evaluate(graph, x).reshape(len(x), -1), C, d, which)
+        values = evaluate(graph, x, keep_all=penalty is not None)
+        output = values if penalty is None else values[graph.output_name]
+        margin = margins(output.reshape(len(x), -1), C, d, which)
         hit = margin.detach() <= 0
         if hit.any():
             yield x.detach()[hit].cpu().double().numpy()
+        if snap_every and step % snap_every == 0:
+            yield from _snapped_hits(graph, C, d, which, x.detach(), lo, hi)
         if step == steps:
             return
-        (grad,) = torch.autograd.grad(margin.sum(), x)
+        objective = margin
+        if penalty is not None:
+            extra = penalty(values)
+            if scales is None:
+                scales = margin.detach().abs().clamp(min=1e-6), extra.detach().clamp(min=1e-12)
+            weight = 1.0 if margin_weight is None else margin_weight
+            objective = weight * margin / scales[0] + extra / scales[1]
+        (grad,) = torch.autograd.grad(objective.sum(), x)
         decay = 0.5 * (1 + math.cos(math.pi * step / steps))
         if signed:
             x = x.detach() - 0.5 * width * (0.02 + 0.98 * decay) / 4 * grad.sign()
@@ -105,6 +126,15 @@ def pgd_steps(graph, C, d, which, x, lo, hi, steps: int, deadline: float, signed
             square.mul_(0.999).addcmul_(grad, grad, value=0.001)
             x = x.detach() - _STEP * width * (0.01 + 0.99 * decay) * mean / (square.sqrt() + 1e-12)
         x = torch.minimum(torch.maximum(x, lo), hi)
+
+
+@torch.no_grad()
+def _snapped_hits(graph, C, d, which, x, lo, hi):
+    corner = torch.where(x - lo < hi - x, lo, hi)
+    margin = margins(evaluate(graph, corner).reshape(len(x), -1), C, d, which)
+    hit = margin <= 0
+    if hit.any():
+        yield corner[hit].cpu().double().numpy()
 
 
 def _random_points(lo, hi, n, gen):

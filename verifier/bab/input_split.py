@@ -226,17 +226,24 @@ class _Queue:
 
 def _attack_boxes(query, region, lo, hi, lam, margins):
     """Try each open box's centre and the corners minimising each row's linear bound; then a
-    short PGD inside the most promising boxes."""
-    corners = torch.where(lam > 0, lo.unsqueeze(1), hi.unsqueeze(1)).reshape(-1, lo.shape[1])
-    points = torch.cat([(lo + hi) / 2, corners])
+    short PGD inside the boxes with the worst bounds (the budget follows them as the tree
+    grows), from their centres and from the corner minimising the sum of their rows' bounds."""
+    from verifier.pipeline import attack_threads
+
+    corners = torch.where(lam > 0, lo.unsqueeze(1), hi.unsqueeze(1))  # (N, m, n)
+    points = torch.cat([(lo + hi) / 2, corners.reshape(-1, lo.shape[1])])
     witness = try_counterexamples(query, region, points)
     if witness is not None:
         return witness
-    promising = margins.argsort()[:_PGD_BOXES]
-    for candidates in box_pgd_candidates(query.graph32, region, lo[promising], hi[promising],
-                                         _PGD_STEPS, query.deadline):
-        for x in candidates[:4]:
-            witness = query.confirm(region, x)
-            if witness is not None:
-                return witness
+    worst = margins.argsort()[:_PGD_BOXES]
+    box_lo, box_hi = lo[worst], hi[worst]
+    joint = torch.where(lam[worst].sum(1) > 0, box_lo, box_hi)  # minimises the rows' sum
+    starts = torch.cat([(box_lo + box_hi) / 2, joint])
+    with attack_threads(query):
+        for candidates in box_pgd_candidates(query.graph32, region, box_lo.repeat(2, 1), box_hi.repeat(2, 1),
+                                             _PGD_STEPS, query.deadline, starts):
+            for x in candidates[:4]:
+                witness = query.confirm(region, x)
+                if witness is not None:
+                    return witness
     return None

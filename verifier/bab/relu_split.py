@@ -34,6 +34,11 @@ FSB_CANDIDATES = 3
 FIRST_SHARE = 0.1
 REFINE_SHARE = 0.5
 LAYER_SHARE = 0.4
+# PGD inside the open domains with the worst bounds, each round (attack functions below): this
+# many domains, runs of this many steps, at most this many multiply-adds a round.
+_PGD_DOMAINS = 8
+_PGD_STEPS = 20
+_PGD_BUDGET = 1e8
 _MEMORY_ELEMENTS = 2 ** 24  # per-domain tensors (alphas, betas, lams, Adam moments) budget
 # The float32 search aims this far (relative to the bounds' scale) above each threshold, so that
 # the float64 certificate clears decide.refuted_disjuncts' margin as well.
@@ -119,13 +124,22 @@ def _trees(query, region, spec: Spec, root_state: BoundState, root: "Domains", p
         if refuted[k] or k in proven:
             continue
         rows = spec.rows_of(k)
-        outcome = _tree(query, region, spec.only_disjunct(k), root_state, root.only_rows(rows), stop_at)
+        outcome = _tree(query, _one_disjunct(region, k), spec.only_disjunct(k), root_state, root.only_rows(rows),
+                        stop_at)
         bounded += outcome.domains
         if outcome.verdict != "unsat":
             outcome.domains = bounded
             return outcome
         proven.add(k)
     return BabOutcome("unsat", None, bounded)
+
+
+def _one_disjunct(region, k: int):
+    """The region with disjunct k alone: what its tree is to violate (a point that does
+    violates the whole property)."""
+    from verifier.spec.region import Region
+
+    return Region(region.lo, region.hi, [region.disjuncts[k]])
 
 
 def refine_root(query, spec: Spec, root_state: BoundState, root: Domains, layers: list[str]) -> Domains:
@@ -366,7 +380,40 @@ def _exact_leaf(query, region, spec, root, leaf: Domains):
 
 
 def _attack(query, region, spec, root, domains: Domains):
+    """Try the minimisers of the domains' linear bounds (box corners), then PGD from those of the
+    worst domains (the budget follows the worst bounds as the tree grows), each run kept inside
+    its domain by hinges on the domain's split neurons."""
     lam = domains.input_lam
     lo, hi = root.lo.flatten(1), root.hi.flatten(1)
-    corners = torch.where(lam.flatten(2) > 0, lo.unsqueeze(1), hi.unsqueeze(1)).reshape(-1, lo.shape[1])
-    return try_counterexamples(query, region, corners)
+    corners = torch.where(lam.flatten(2) > 0, lo.unsqueeze(1), hi.unsqueeze(1))  # (N, m, n)
+    witness = try_counterexamples(query, region, corners.reshape(-1, lo.shape[1]))
+    if witness is not None:
+        return witness
+    return _pgd_in_worst_domains(query, region, spec, root, domains, corners)
+
+
+def _pgd_in_worst_domains(query, region, spec, root, domains: Domains, corners):
+    from verifier.attack.targeted import hinged_candidates
+    from verifier.pipeline import attack_threads
+
+    count = min(_PGD_DOMAINS, len(domains),
+                int(_PGD_BUDGET / (_PGD_STEPS * query.graph32.multiply_adds())))
+    if count == 0:
+        return None
+    worst = spec.disjunct_margins(domains.lower).min(1).values.argsort()[:count]
+    binding_row = (domains.lower - spec.threshold)[worst].argmax(1)  # the row that the domain's bound rests on
+    starts = corners[worst, binding_row]
+    hinges = {}
+    for node in relu_nodes(root):
+        l, u = domains.bounds[node.inputs[0]]
+        sides = domains.splits[node.name][worst].flatten(1).to(torch.float32)
+        hinges[node.inputs[0]] = sides / (u - l)[worst].flatten(1).clamp(min=1e-12).to(torch.float32)
+    which = torch.zeros(count, dtype=torch.long)
+    with attack_threads(query):
+        for candidates in hinged_candidates(query.graph32, region, starts, which, hinges, _PGD_STEPS,
+                                            query.deadline):
+            for x in candidates[:4]:
+                witness = query.confirm(region, x)
+                if witness is not None:
+                    return witness
+    return None

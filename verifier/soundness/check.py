@@ -1,32 +1,29 @@
 """`cli.py soundness check`: run a verifier on every instance of a soundness set and judge
-each run (classify.py): a fresh process per instance (killed at timeout + KILL_GRACE), or,
-for tests only, `verifier.api.verify` in this process (`runner=API`) so that monkeypatched
-mutants take effect. Prints a table, writes a CSV; `failed` says whether anything was
-UNSOUND, BAD-WITNESS or CONFLICT."""
+each run (classify.py): a fresh process per instance through an adapter (adapters.py; killed
+at timeout + KILL_GRACE, after its untimed prepare step if it has one), or, for tests only,
+`verifier.api.verify` in this process (`runner=API`) so that monkeypatched mutants take
+effect. Prints a table, writes a CSV; `failed` says whether anything was UNSOUND,
+BAD-WITNESS or CONFLICT."""
 from __future__ import annotations
 
 import csv
 import shlex
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import verifier
 from verifier.errors import UserError
 from verifier.processes import kill_group
 from verifier.soundness import files
+from verifier.soundness.adapters import OURS, PREPARE_TIMEOUT, Adapter, from_command
 from verifier.soundness.classify import CLASSES, FAILING, Verdict, classify
 from verifier.soundness.replay import onnx_model
 from verifier.soundness.results import ResultFile, parse_result
 from verifier.soundness.vnnlib_io import SpecError, read_spec
 
-CLI_PATH = Path(verifier.__file__).resolve().parents[1] / "cli.py"
-DEFAULT_COMMAND = (f"{shlex.quote(sys.executable)} {shlex.quote(str(CLI_PATH))} verify {{onnx}} {{vnnlib}} "
-                   "--timeout {timeout} --out {result}")
 KILL_GRACE = 5.0
 SUBPROCESS, API = "subprocess", "api"
 CSV_COLUMNS = ("onnx", "vnnlib", "kind", "arch", "act", "expected", "verdict", "status", "note", "seconds")
@@ -56,19 +53,21 @@ def _print(line: str) -> None:
     print(line, flush=True)
 
 
-def check(directory: str | Path, command: str = DEFAULT_COMMAND, timeout: float | None = None,
+def check(directory: str | Path, command: str | Adapter = OURS, timeout: float | None = None,
           runner: str = SUBPROCESS, name_filter: str | None = None, select=None,
           stop_at_failure: bool = False, log=_print) -> CheckReport:
     """Runs every instance (those whose vnnlib path contains name_filter and, from Python, for
     whose files.Row `select` is true) and judges it; with stop_at_failure, stops after the
-    first UNSOUND, BAD-WITNESS or CONFLICT. timeout, when given, replaces the instances' own."""
+    first UNSOUND, BAD-WITNESS or CONFLICT. timeout, when given, replaces the instances' own.
+    command: an adapter, or a command template (--command)."""
     directory = Path(directory)
+    adapter = from_command(command) if isinstance(command, str) else command
     rows = [r for r in _load_rows(directory, name_filter) if select is None or select(r)]
     report = CheckReport()
     for row in rows:
         seconds_allowed = row.timeout if timeout is None else timeout
         onnx, vnnlib = (directory / row.onnx).resolve(), (directory / row.vnnlib).resolve()
-        result, seconds = _run_one(runner, command, onnx, vnnlib, seconds_allowed)
+        result, seconds = _run_one(runner, adapter, onnx, vnnlib, seconds_allowed)
         verdict = classify(row.expected, result, _spec(vnnlib), onnx_model(str(onnx)))
         report.runs.append(Run(row, result, verdict, seconds))
         log(f"{verdict.status:<11} {result.verdict:<8} {seconds:6.1f} s  {row.vnnlib}"
@@ -103,15 +102,19 @@ def _load_rows(directory: Path, name_filter: str | None) -> list[files.Row]:
     return rows
 
 
-def _run_one(runner: str, command: str, onnx: Path, vnnlib: Path, timeout: float) -> tuple[ResultFile, float]:
+def _run_one(runner: str, adapter: Adapter, onnx: Path, vnnlib: Path, timeout: float) -> tuple[ResultFile, float]:
+    """The result file (read whole) and the seconds of the timed run."""
     with tempfile.TemporaryDirectory(prefix="soundness-") as folder:
         result_path = Path(folder) / "result.txt"
+        values = {"onnx": str(onnx), "vnnlib": str(vnnlib), "timeout": f"{timeout:g}", "result": str(result_path)}
+        if runner == SUBPROCESS and adapter.prepare and not _prepare(adapter.prepare, values):
+            return parse_result("error\n; prepare_instance failed"), 0.0
         started = time.monotonic()
         if runner == API:
             _run_api(onnx, vnnlib, timeout, result_path)
             killed = False
         elif runner == SUBPROCESS:
-            killed = _run_subprocess(command, onnx, vnnlib, timeout, result_path)
+            killed = _run_subprocess(_argv(adapter.command, values), timeout + KILL_GRACE) is None
         else:
             raise ValueError(f"unknown runner '{runner}'")
         seconds = time.monotonic() - started
@@ -119,6 +122,11 @@ def _run_one(runner: str, command: str, onnx: Path, vnnlib: Path, timeout: float
     if not text.strip():
         text = "timeout\n" if killed else "error\n"
     return parse_result(text), seconds
+
+
+def _prepare(template: str, values: dict) -> bool:
+    """The adapter's prepare step (VNN-COMP's prepare_instance.sh): exit status 0 in time."""
+    return _run_subprocess(_argv(template, values), PREPARE_TIMEOUT) == 0
 
 
 def _run_api(onnx: Path, vnnlib: Path, timeout: float, result_path: Path) -> None:
@@ -132,24 +140,25 @@ def _run_api(onnx: Path, vnnlib: Path, timeout: float, result_path: Path) -> Non
     result_path.write_text(text)
 
 
-def _run_subprocess(command: str, onnx: Path, vnnlib: Path, timeout: float, result_path: Path) -> bool:
-    """Runs the command in a new session; kills its whole group at timeout + KILL_GRACE.
-    Returns whether it ran out of time (a result file written before the kill still counts)."""
-    values = {"onnx": str(onnx), "vnnlib": str(vnnlib), "timeout": f"{timeout:g}", "result": str(result_path)}
+def _argv(template: str, values: dict) -> list[str]:
     try:
-        argv = [part.format(**values) for part in shlex.split(command)]
+        return [part.format(**values) for part in shlex.split(template)]
     except (KeyError, IndexError, ValueError) as e:
         raise UserError(f"--command: bad template ({e}); use {{onnx}} {{vnnlib}} {{timeout}} {{result}}") from None
+
+
+def _run_subprocess(argv: list[str], seconds: float) -> int | None:
+    """Runs argv in a new session; kills its whole group after `seconds`. Returns the exit
+    status, None when it ran out of time (a result file written before the kill still counts)."""
     try:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL, start_new_session=True)
     except OSError as e:
         raise UserError(f"--command: cannot run {argv[0]!r} ({e.strerror})") from None
     try:
-        process.wait(timeout=timeout + KILL_GRACE)
-        return False
+        return process.wait(timeout=seconds)
     except subprocess.TimeoutExpired:
-        return True
+        return None
     finally:  # out of time or interrupted: the whole group, so that no grandchild outlives it
         if process.poll() is None:
             kill_group(process.pid)

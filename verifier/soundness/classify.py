@@ -64,4 +64,4 @@ def classify(expected: str, result: ResultFile, spec: Spec, model: OnnxModel) ->
         return Verdict(CORRECT)
     readable = result.verdict == result.raw_verdict.lower()
     note = result.verdict if readable else f"error (first line {result.raw_verdict!r})"
-    return Verdict(MISSED, note)
+    return Verdict(MISSED, f"{note}: {result.comment}" if result.comment else note)

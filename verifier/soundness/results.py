@@ -20,6 +20,7 @@ class ResultFile:
     raw_verdict: str  # the first line as written
     x: np.ndarray | None  # the witness input (float64, parsed from the text), None if absent or malformed
     problem: str = ""  # why the witness could not be read
+    comment: str = ""  # the first `; ...` line after the verdict (an adapter's reason for an error)
 
 
 def parse_result(text: str) -> ResultFile:
@@ -27,10 +28,11 @@ def parse_result(text: str) -> ResultFile:
     first = lines[0].strip() if lines else ""
     token = ALIASES.get(first.lower(), first.lower())
     verdict = token if token in VERDICTS else "error"
+    comment = next((line.strip()[1:].strip() for line in lines[1:] if line.strip().startswith(";")), "")
     if verdict != "sat":
-        return ResultFile(verdict, first, None)
+        return ResultFile(verdict, first, None, comment=comment)
     x, problem = parse_witness("\n".join(lines[1:]))
-    return ResultFile(verdict, first, x, problem)
+    return ResultFile(verdict, first, x, problem, comment)
 
 
 def parse_witness(text: str) -> tuple[np.ndarray | None, str]:
