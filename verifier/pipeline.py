@@ -41,6 +41,7 @@ class Query:
         self.deadline = started + options.timeout
         self._float_errors: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
         self.notes: list[str] = []  # lines for stderr (e.g. why no unsat is possible)
+        self.recorder = None  # a certify.Recorder when an unsat certificate is asked for
 
     def check_time(self):
         if time.monotonic() > self.deadline:
@@ -188,7 +189,9 @@ def branch_and_bound(query: Query, region: Region):
     from verifier.bab.relu_split import relu_split_bab
     from verifier.sdp.stage import sdp_stage
 
-    region, sdp_note = sdp_stage(query, region, spec)  # low-rank SDP first, under a small budget
+    sdp_note = ""
+    if query.recorder is None:  # the SDP's certificates are not part of unsat certificates
+        region, sdp_note = sdp_stage(query, region, spec)  # low-rank SDP first, under a small budget
     if region is None:
         return BabOutcome("unsat", None, 0, sdp_note)
     spec = query.spec(region)
@@ -235,4 +238,7 @@ def crown_proves(query: Query, region: Region) -> bool:
     query.check_time()
     spec = query.spec(region, state.bounds)
     lower = output_lower_bounds(state, spec.C.unsqueeze(0))
-    return bool(query.refuted(lower, spec).all())
+    proved = bool(query.refuted(lower, spec).all())
+    if proved and query.recorder is not None:
+        query.recorder.crown_region(region, spec)
+    return proved

@@ -100,6 +100,8 @@ def _grow_trees(sub: BoundState, rows: torch.Tensor, start: torch.Tensor, deadli
         if pick.numel() == 0 or int(open_.sum()) + pick.numel() > max_domains:
             break
         closed_worst.scatter_reduce_(0, tree[~open_], lower[~open_], "amin")
+        if sub.recorder is not None:
+            sub.recorder.lemma_leaves(rows, tree[~open_], domains.select(~open_))
         keep = open_.clone()
         keep[pick] = False
         chosen = domains.select(pick)
@@ -110,6 +112,8 @@ def _grow_trees(sub: BoundState, rows: torch.Tensor, start: torch.Tensor, deadli
         seen = torch.minimum(seen, _least_values_at_corners(sub, rows, child_tree, children))
         domains = Domains.concat([domains.select(keep), children])
         tree = torch.cat([tree[keep], child_tree])
+    if sub.recorder is not None:
+        sub.recorder.lemma_leaves(rows, tree, domains)
     return torch.minimum(_least_per_tree(tree, domains.lower[:, 0], trees), closed_worst)
 
 
@@ -156,4 +160,5 @@ def _state_below(state: BoundState, name: str) -> BoundState:
     sub = BoundState(sub_graph, state.lo, state.hi)
     sub.bounds.update({k: v for k, v in state.bounds.items() if k in needed})
     sub.deadline_check = state.deadline_check
+    sub.recorder = state.recorder
     return sub

@@ -1,0 +1,352 @@
+"""Rigorous bound propagation on the checker's network.
+
+Every bound returned holds for the exact (real-valued) network. Computations are float64 with
+explicit error terms (rounding.py): a computed lam_hat = fl(A^T lam) is off by at most
+gamma_k |lam| |A| elementwise, so lam . x >= lam_hat . x - gamma_k |lam| . (|A| mag_x), with
+mag_x a bound on |x| for the exact values x. Those magnitudes come from the region's root
+bounds (`Root`), valid for every sub-box and every split domain of the region. Interval bounds
+evaluate the op at a computed point, so they take their magnitudes from their own bounds.
+Bounds of sub-boxes are not intersected with the root's: the relaxations then stay the ones the
+verifier used (tighter intervals can change an adaptive slope and loosen a bound).
+
+Conventions: value i is the input of primitive i (value 0: the network input); a batch holds P
+domains; lam has shape (P, m, n) for m bound rows; alphas and betas are dicts by ReLU layer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from verifier.certcheck.network import Network
+from verifier.certcheck.rounding import UNDERFLOW, UNIT, LowerSum, down, gamma, inflate, up
+
+_MAX_ELEMENTS = 1 << 24  # lam elements per backward chunk
+
+
+@dataclass
+class Root:
+    """Bounds of every value over the whole region, their magnitudes, and per linear primitive
+    |A| applied to its input's magnitude (inflated): the error terms' ingredients."""
+
+    lower: list
+    upper: list
+    mag: list
+    amag: list
+    extra: list  # per linear primitive: how far the exact op can be from its float64 form
+    tiny: list  # per ReLU layer: input intervals narrower than this get a flat upper line
+
+    @staticmethod
+    def of(net: Network, lower: list, upper: list) -> "Root":
+        mag = [np.maximum(np.abs(l), np.abs(u)).reshape(-1) for l, u in zip(lower, upper)]
+        amag = [None if p.kind == "relu" else inflate(p.lin(m[None], "abs")[0], p.fan_in)
+                for p, m in zip(net.prims, mag)]
+        extra = [None if p.kind == "relu" else p.extra(m) for p, m in zip(net.prims, mag)]
+        tiny = [_TINY_WIDTH * max(1.0, float(mag[i].max(initial=0.0))) for i in net.relu_at]
+        return Root([l.reshape(-1) for l in lower], [u.reshape(-1) for u in upper], mag, amag, extra, tiny)
+
+
+# A neuron whose value the verifier computes as exactly 0 (weights that cancel, as in
+# tllverifybench's lattice networks) comes out here as [-1e-14, 1e-14]: rigorous error terms.
+# The chord there has slope 1/2 and lets half of every coefficient through, where the verifier,
+# seeing a stable neuron, lets none through; the flat line relu(x) <= u is as valid and keeps
+# such neurons out of the bound. Any choice is sound; this one only follows the verifier.
+_TINY_WIDTH = 1e-10
+
+
+
+# ------------------------------------------------------------------ elementary rules
+
+def linear_ibp(prim, l, u, extra=0.0):
+    """Interval bounds of A x + b for x in [l, u] (rows of a batch); extra: how far the exact op
+    can be from its float64 form there."""
+    amag = inflate(prim.lin(np.maximum(np.abs(l), np.abs(u)), "abs"), prim.fan_in)
+    c = (l + u) / 2
+    r = np.maximum(up(u - c), up(c - l))
+    mid = prim.evaluate(c)
+    radius = inflate(prim.lin(r, "abs"), prim.fan_in)
+    bias = 0.0 if prim.bias is None else np.abs(prim.bias)
+    total = inflate(radius + gamma(prim.fan_in + 1) * (amag + bias) + extra, 4)
+    return down(mid - total), up(mid + total)
+
+
+def linear_back(prim, lam, amag, extra=0.0):
+    """lam . (A x + b) >= lam_in . x + value - error."""
+    lam_in = prim.lin_t(lam)
+    abs_lam = np.abs(lam)
+    error = gamma(prim.fan_out) * (abs_lam @ (amag + extra))
+    value = 0.0
+    if prim.bias is not None:
+        value = lam @ prim.bias
+        error = error + gamma(lam.shape[-1]) * (abs_lam @ np.abs(prim.bias))
+    return lam_in, value, inflate(error, 4)
+
+
+def upper_line(l, u, tiny: float = 0.0):
+    """Slopes s and intercepts t with s x + t >= relu(x) on [l, u] (checked at both ends,
+    rounded outward); identity where l >= 0, zero where u <= 0, flat (s = 0, t = u) where the
+    interval is narrower than `tiny`."""
+    unstable = (l < 0) & (u > 0)
+    flat = unstable & (u - l <= tiny)
+    s = np.where(unstable, u / np.where(unstable, u - l, 1.0), (l >= 0).astype(np.float64))
+    s = np.where(flat, 0.0, s)
+    at_l = up(-s * l)  # s l + t >= 0
+    p = s * u
+    at_u = up(up(u - p) + UNIT * np.abs(p) + UNDERFLOW)  # s u + t >= u
+    t = np.where(unstable, np.maximum(at_l, at_u), 0.0)
+    return s, t
+
+
+def adaptive_slopes(l, u, tiny: float = 0.0):
+    """CROWN's lower slopes: 1 where u > -l, else 0 (any slope in [0, 1] is valid); 0 on the
+    intervals narrower than `tiny`."""
+    return ((u > -l) & (u - l > tiny)).astype(np.float64)
+
+
+def relu_back(lam, l, u, alpha, mag, tiny: float = 0.0, choice=None):
+    """lam . relu(x) >= nu . x + value - error over x in [l, u]; alpha (P, m, n) lower slopes
+    for the unstable neurons (None: `choice` (P, n), by default the adaptive ones)."""
+    active, unstable = l >= 0, (l < 0) & (u > 0)
+    s, t = upper_line(l, u, tiny)
+    if alpha is None:
+        choice = adaptive_slopes(l, u, tiny) if choice is None else choice
+        a = np.where(unstable, choice, active)[:, None, :]
+    else:
+        a = np.where(unstable[:, None, :], alpha, active[:, None, :])
+    positive, negative = np.maximum(lam, 0.0), np.minimum(lam, 0.0)
+    nu = positive * a + negative * s[:, None, :]  # one of the two products is zero
+    value = _rowwise(negative, t)
+    error = (gamma(lam.shape[-1]) * _rowwise(-negative, t) + UNIT * (np.abs(nu) @ mag) + UNDERFLOW * mag.sum())
+    return nu, value, inflate(error, 4)
+
+
+def with_split_multipliers(lam, beta, sign, mag):
+    """lam + beta * sign (the split s x <= 0 times beta >= 0), and the rounding's error."""
+    out = lam + beta * sign
+    return out, inflate(UNIT * (np.abs(out) @ mag) + UNDERFLOW * mag.sum(), 2)
+
+
+def concretize(lam, lo, hi):
+    """min over the box of lam . x: (value, error), lam (P, m, n), lo/hi (P, n)."""
+    terms = np.where(lam > 0, lam * lo[:, None, :], lam * hi[:, None, :])
+    return terms.sum(-1), inflate(gamma(lam.shape[-1] + 1) * np.abs(terms).sum(-1), 2)
+
+
+def _rowwise(lam, v):
+    """sum_n lam[p, m, n] v[p, n] (v may have a single row for every p): (P, m)."""
+    return (lam @ v[:, :, None])[..., 0]
+
+
+# ------------------------------------------------------------------ the backward pass
+
+@dataclass
+class Domains:
+    """P domains: input boxes (P, n0), the bounds of each ReLU layer's input (P, n_k), and the
+    lower slopes used where no others are given (P, n_k): CROWN's adaptive ones, except where
+    the certificate says which the verifier took at a near-tie u = -l (both are valid; its
+    choice keeps the bounds it proved with)."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+    pre: list  # per ReLU layer: (l, u)
+    choice: list = None  # per ReLU layer: default lower slopes
+
+    def __post_init__(self):
+        if self.choice is None:
+            self.choice = []
+
+    def select(self, index) -> "Domains":
+        return Domains(self.lo[index], self.hi[index], [(l[index], u[index]) for l, u in self.pre],
+                       [c[index] for c in self.choice])
+
+    def add_layer(self, l, u, tiny: float, overrides=None) -> None:
+        """Append layer len(pre)'s bounds; overrides: (rows, neurons, slopes) of recorded choices."""
+        choice = adaptive_slopes(l, u, tiny)
+        if overrides is not None:
+            rows, neurons, slopes = overrides
+            choice[rows, neurons] = slopes
+        self.pre.append((l, u))
+        self.choice.append(choice)
+
+
+def backward_lower(net: Network, root: Root, start: int, lam: np.ndarray, domains: Domains,
+                   alphas: dict | None = None, betas: dict | None = None) -> np.ndarray:
+    """Rigorous lower bounds (P, m) of lam . value_start over each domain. betas: layer ->
+    (beta (P, m, n), sign (P, 1, n)) for split constraints sign * x <= 0."""
+    alphas, betas = alphas or {}, betas or {}
+    total = LowerSum(lam.shape[:2])
+    for i in reversed(range(start)):
+        prim = net.prims[i]
+        if prim.kind == "relu":
+            k = prim.layer
+            lam, value, error = relu_back(lam, *domains.pre[k], alphas.get(k), root.mag[i], root.tiny[k],
+                                          domains.choice[k])
+            total.add(value, error)
+            if k in betas:
+                lam, error = with_split_multipliers(lam, *betas[k], root.mag[i])
+                total.add(0.0, error)
+        else:
+            lam, value, error = linear_back(prim, lam, root.amag[i], root.extra[i])
+            total.add(value, error)
+    total.add(*concretize(lam, domains.lo, domains.hi))
+    return total.lower()
+
+
+# ------------------------------------------------------------------ intermediate bounds
+
+def unit_rows(size: int, neurons: np.ndarray) -> np.ndarray:
+    """(P, 2, size): +e_j and -e_j for each neuron j of the list."""
+    lam = np.zeros((len(neurons), 2, size))
+    rows = np.arange(len(neurons))
+    lam[rows, 0, neurons] = 1.0
+    lam[rows, 1, neurons] = -1.0
+    return lam
+
+
+def tighten_pairs(net: Network, root: Root, layer: int, domains: Domains, l, u, slopes=None):
+    """CROWN bounds of layer `layer`'s unstable (domain, neuron) pairs, intersected with (l, u).
+    slopes(pairs_box, pairs_neuron, their domains) -> alphas for those pairs' rows (adaptive
+    where None)."""
+    start = net.relu_at[layer]
+    boxes, neurons = np.nonzero((l < 0) & (u > 0))
+    if len(boxes) == 0:
+        return l, u
+    widest = max(net.sizes[: start + 1])
+    chunk = max(1, _MAX_ELEMENTS // (2 * widest))
+    l, u = l.copy(), u.copy()
+    sub = Domains(domains.lo, domains.hi, domains.pre[:layer], domains.choice[:layer])
+    for part in range(0, len(boxes), chunk):
+        b, j = boxes[part:part + chunk], neurons[part:part + chunk]
+        chosen = sub if len(sub.lo) == 1 else sub.select(b)  # one domain: broadcast, no copies
+        alphas = slopes(b, j, chosen) if slopes is not None else None
+        lower = backward_lower(net, root, start, unit_rows(net.sizes[start], j), chosen, alphas)
+        l[b, j] = np.maximum(l[b, j], lower[:, 0])
+        u[b, j] = np.minimum(u[b, j], -lower[:, 1])
+    return l, u
+
+
+def crown_bounds(net: Network, root: Root, lo, hi, inherited: list | None = None, slopes=None,
+                 first_layer: int = 0, lemmas: dict | None = None, choices: dict | None = None
+                 ) -> tuple[Domains, list, list]:
+    """IBP, then CROWN on the unstable neurons of each ReLU layer's input, in order (what the
+    verifier's crown() does). inherited: per layer (l, u) already proved for these boxes (kept
+    where tighter); layers before first_layer keep them as they are. slopes(layer) -> a pair
+    selector as in tighten_pairs (recorded alpha-CROWN slopes), or None. lemmas: layer ->
+    (l, u) refined bounds to intersect before tightening. Returns the domains and the bounds
+    of every value. choices: layer -> recorded slope choices (see Domains.add_layer)."""
+    choices = choices or {}
+    domains = Domains(lo, hi, [])
+    lowers, uppers = [lo], [hi]
+    l, u = lo, hi
+    for i, prim in enumerate(net.prims):
+        if prim.kind == "relu":
+            k = prim.layer
+            if inherited is not None:
+                l, u = np.maximum(l, inherited[k][0]), np.minimum(u, inherited[k][1])
+            if lemmas and k in lemmas:
+                l, u = np.maximum(l, lemmas[k][0]), np.minimum(u, lemmas[k][1])
+            if k >= first_layer and (lemmas is None or k not in lemmas):
+                l, u = tighten_pairs(net, root, k, domains, l, u, slopes(k) if slopes else None)
+            domains.add_layer(l, u, root.tiny[k], choices.get(k))
+            lowers[-1], uppers[-1] = l, u
+            l, u = np.maximum(l, 0.0), np.maximum(u, 0.0)
+        else:
+            l, u = linear_ibp(prim, l, u, root.extra[i])
+        lowers.append(l)
+        uppers.append(u)
+    return domains, lowers, uppers
+
+
+def root_bounds(net: Network, lo: np.ndarray, hi: np.ndarray) -> Root:
+    """The region's root: IBP with magnitudes taken from its own bounds, then plain CROWN on
+    every ReLU input with those magnitudes in the error terms."""
+    lo, hi = lo[None], hi[None]
+    lowers, uppers = [lo], [hi]
+    l, u = lo, hi
+    for prim in net.prims:
+        if prim.kind == "relu":
+            l, u = np.maximum(l, 0.0), np.maximum(u, 0.0)
+        else:
+            l, u = linear_ibp(prim, l, u, prim.extra(np.maximum(np.abs(l), np.abs(u))[0]))
+        lowers.append(l)
+        uppers.append(u)
+    interval = Root.of(net, lowers, uppers)
+    _, lowers, uppers = crown_bounds(net, interval, lo, hi)
+    return Root.of(net, [np.maximum(a, b) for a, b in zip(lowers, interval.lower)],
+                   [np.minimum(a, b) for a, b in zip(uppers, interval.upper)])
+
+
+# ------------------------------------------------------------------ forward mode
+
+def forward_bounds(net: Network, root: Root, lo, hi, choices: dict | None = None) -> Domains:
+    """Forward-mode linear bounds (lower and upper functions A x + b of the input), concretized
+    at each ReLU input and intersected with IBP, as the verifier's forward_bounds does."""
+    B, n = lo.shape
+    choices = choices or {}
+    magx = np.maximum(np.abs(lo), np.abs(hi))
+    a_lo = np.broadcast_to(np.eye(n), (B, n, n))
+    a_up, b_lo, b_up = a_lo, np.zeros((B, n)), np.zeros((B, n))
+    domains = Domains(lo, hi, [])
+    l, u = lo, hi
+    for i, prim in enumerate(net.prims):
+        if prim.kind == "relu":
+            l = np.maximum(l, _fn_extreme(a_lo, b_lo, lo, hi, lower=True))
+            u = np.minimum(u, _fn_extreme(a_up, b_up, lo, hi, lower=False))
+            domains.add_layer(l, u, root.tiny[prim.layer], choices.get(prim.layer))
+            a_lo, b_lo, a_up, b_up = _relu_forward(a_lo, b_lo, a_up, b_up, l, u, magx, root.tiny[prim.layer],
+                                                   domains.choice[-1])
+            l, u = np.maximum(l, 0.0), np.maximum(u, 0.0)
+        else:
+            a_lo, b_lo, a_up, b_up = _linear_forward(prim, a_lo, b_lo, a_up, b_up, magx, root.extra[i])
+            l, u = linear_ibp(prim, l, u, root.extra[i])
+    return domains
+
+
+def _fn_extreme(a, b, lo, hi, lower: bool):
+    """Rigorous min (or max) over the box of the functions a (B, n_x, n) x + b (B, n)."""
+    if lower:
+        terms = np.where(a > 0, a * lo[:, :, None], a * hi[:, :, None])
+    else:
+        terms = np.where(a > 0, a * hi[:, :, None], a * lo[:, :, None])
+    error = inflate(gamma(a.shape[1] + 2) * (np.abs(terms).sum(1) + np.abs(b)), 2)
+    value = terms.sum(1) + b
+    return down(value - error) if lower else up(value + error)
+
+
+def _coefficients(prim, a, part):
+    B, nx = a.shape[:2]
+    return prim.lin(a.reshape(B * nx, -1), part).reshape(B, nx, -1)
+
+
+def _linear_forward(prim, a_lo, b_lo, a_up, b_up, magx, extra):
+    """Lower function: W+ applied to the lower one, W- to the upper one (and the reverse for
+    the upper function); the coefficients' rounding moves into the constants."""
+    def side(a_main, b_main, a_other, b_other, sign):
+        a = _coefficients(prim, a_main, "pos") + _coefficients(prim, a_other, "neg")
+        b = prim.lin(b_main, "pos") + prim.lin(b_other, "neg")
+        if prim.bias is not None:
+            b = b + prim.bias
+        m_main = np.einsum("bx,bxn->bn", magx, np.abs(a_main)) + np.abs(b_main)
+        m_other = np.einsum("bx,bxn->bn", magx, np.abs(a_other)) + np.abs(b_other)
+        size = prim.lin(m_main, "pos") - prim.lin(m_other, "neg")
+        if prim.bias is not None:
+            size = size + np.abs(prim.bias)
+        error = inflate(gamma(2 * prim.fan_in + 2) * size + extra, 4)
+        return a, (down(b - error) if sign < 0 else up(b + error))
+
+    new_a_lo, new_b_lo = side(a_lo, b_lo, a_up, b_up, -1)
+    new_a_up, new_b_up = side(a_up, b_up, a_lo, b_lo, +1)
+    return new_a_lo, new_b_lo, new_a_up, new_b_up
+
+
+def _relu_forward(a_lo, b_lo, a_up, b_up, l, u, magx, tiny, choice):
+    """relu(x) >= a x >= a L(x) (a in {0, 1}: the layer's slope choice, exact products) and
+    relu(x) <= s x + t <= s U(x) + t."""
+    active, unstable = l >= 0, (l < 0) & (u > 0)
+    a = np.where(unstable, choice, active.astype(np.float64))
+    s, t = upper_line(l, u, tiny)
+    new_a_lo, new_b_lo = a[:, None, :] * a_lo, a * b_lo
+    new_a_up, new_b_up = s[:, None, :] * a_up, s * b_up + t
+    size = np.einsum("bx,bxn->bn", magx, np.abs(new_a_up)) + np.abs(s * b_up) + np.abs(new_b_up)
+    error = inflate(UNIT * size + UNDERFLOW * (magx.sum(1, keepdims=True) + 1), 4)
+    return new_a_lo, new_b_lo, new_a_up, up(new_b_up + error)
