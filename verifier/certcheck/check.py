@@ -306,32 +306,55 @@ class _RegionCheck:
         return domains
 
     def _lemmas(self, block_json, base: Domains, layer: int, where):
-        """Layer `layer`'s bounds refined by the lemma trees: each tree's leaves cover the
-        region (splits of earlier layers) and the least of their bounds bounds x_j (side +1) or
-        -x_j (side -1)."""
+        """Layer `layer`'s bounds refined by the lemma trees. A tree's domains split the layers
+        before `layer`; each bounds x_j (side +1) or -x_j (side -1) by the better of its own
+        bound and its parent's (the domain with one split less); the domains without children
+        must cover the region, and the least of their bounds is the tree's."""
         l, u = (b.copy() for b in base.pre[layer])
         block = _LeafBlock(self.proof, block_json, self.net, self.relu_offsets, where, self.fail, self.root)
         tree = self.proof.array(block_json["tree"]).astype(np.int64)
         neuron = self.proof.array(block_json["tree_neuron"]).astype(np.int64)
         side = self.proof.array(block_json["tree_side"]).astype(np.int64)
-        if len(tree) != block.count or (block.layer >= layer).any():
-            self.fail(where, "lemma leaves must split only the layers before the refined one")
+        if len(tree) != block.count or (block.layer >= layer).any() or (tree >= len(neuron)).any():
+            self.fail(where, "lemma domains must split only the layers before the refined one")
         start = self.net.relu_at[layer]
         size = self.net.sizes[start]
-        worst = np.full(len(neuron), np.inf)
-        for t in range(len(neuron)):
-            block.check_cover(np.flatnonzero(tree == t), f"tree {t}")
+        own = np.full(block.count, -np.inf)  # empty domains: no bound needed (stays -inf, harmless)
         for chunk in _chunks(block.count, self._chunk_size(1)):
             ids = np.arange(block.count)[chunk]
             rows = np.zeros((len(ids), 1, size))
             rows[np.arange(len(ids)), 0, neuron[tree[ids]]] = side[tree[ids]]
             lower, kept = self._lemma_leaves(block, ids, base, start, rows, where)
-            np.minimum.at(worst, tree[kept], lower[:, 0])
+            own[kept] = lower[:, 0]
+        worst = np.full(len(neuron), np.inf)
+        for t in range(len(neuron)):
+            members = np.flatnonzero(tree == t)
+            if len(members):
+                worst[t] = self._lemma_tree(block, members, own, f"{where}, tree {t}")
         proved = np.isfinite(worst)  # a tree whose every leaf is empty proves nothing to use
         lower_side, upper_side = (side > 0) & proved, (side < 0) & proved
         l[0, neuron[lower_side]] = np.maximum(l[0, neuron[lower_side]], worst[lower_side])
         u[0, neuron[upper_side]] = np.minimum(u[0, neuron[upper_side]], -worst[upper_side])
         return l, u
+
+    def _lemma_tree(self, block, members, own, where) -> float:
+        """The least effective bound over the tree's childless domains, after checking that
+        they cover the region; effective = max(own, parent's effective)."""
+        splits = [block.splits_of(int(i)) for i in members]
+        index = {frozenset(s.items()): position for position, s in enumerate(splits)}
+        effective = own[members].copy()
+        has_child = np.zeros(len(members), dtype=bool)
+        for position in sorted(range(len(members)), key=lambda p: len(splits[p])):
+            items = splits[position].items()
+            parents = [index.get(frozenset(x for x in items if x != item)) for item in items]
+            parents = [p for p in parents if p is not None]
+            if items and not parents:
+                self.fail(where, f"domain {int(members[position])} has no parent in its tree")
+            if parents:
+                effective[position] = max(effective[position], effective[parents[0]])
+                has_child[parents[0]] = True
+        block.check_cover(members[~has_child], where)
+        return float(effective[~has_child].min())
 
     def _lemma_leaves(self, block, ids, base, start, rows, where):
         if block.z3[ids].any():
@@ -508,13 +531,13 @@ class _LeafBlock:
         part = slice(self.offsets[i], self.offsets[i + 1])
         return {(int(k), int(j)): int(s) for k, j, s in zip(self.layer[part], self.neuron[part], self.sign[part])}
 
-    def check_cover(self, ids, what: str = "leaves"):
+    def check_cover(self, ids, where: str | None = None):
         ids = list(ids)
         try:
             split_cover([self.splits_of(i) for i in ids])
         except NotCovered as e:
-            leaf = ids[e.leaf] if e.leaf is not None else None
-            self.fail(f"{what}: leaf {leaf}: {e.reason}" if leaf is not None else f"{what}: {e.reason}")
+            where = where or self.where
+            self.fail_at(f"{where}, leaf {ids[e.leaf]}" if e.leaf is not None else where, e.reason)
 
     def domains(self, ids, base: Domains, net: Network):
         """Domains of leaves `ids`: the base bounds clamped at each split, the split multipliers

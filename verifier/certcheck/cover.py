@@ -41,6 +41,9 @@ def box_tiling(region_lo: np.ndarray, region_hi: np.ndarray, leaf_lo: np.ndarray
     n_leaves = len(leaf_lo)
     if n_leaves == 0:
         raise NotCovered(None, "no leaves")
+    outside = ((leaf_lo < region_lo) | (leaf_hi > region_hi) | (leaf_lo > leaf_hi)).any(1)
+    if outside.any():
+        raise NotCovered(int(np.flatnonzero(outside)[0]), "its box extends past the region")
     parents, los, his = [-1], [region_lo[None]], [region_hi[None]]
     leaf_node = np.full(n_leaves, -1)
     node_of = np.zeros(n_leaves, dtype=np.int64)  # current node of each unplaced leaf
@@ -58,9 +61,11 @@ def box_tiling(region_lo: np.ndarray, region_hi: np.ndarray, leaf_lo: np.ndarray
         lone = active[first[single]]
         same = (leaf_lo[lone] == n_lo[single]).all(1) & (leaf_hi[lone] == n_hi[single]).all(1)
         if not same.all():
-            bad = lone[~same][0]
-            raise NotCovered(int(bad), "its box is not the part of the region it should tile "
-                                       "(it extends past the region or leaves a gap)")
+            bad = int(np.flatnonzero(~same)[0])
+            leaf, box_lo, box_hi = lone[bad], n_lo[single][bad], n_hi[single][bad]
+            if (leaf_lo[leaf] < box_lo).any() or (leaf_hi[leaf] > box_hi).any():
+                raise NotCovered(int(leaf), "its box extends past the region (or past its part of the tiling)")
+            raise NotCovered(int(leaf), "part of the region next to its box is uncovered")
         leaf_node[lone] = nodes[single]
         keep = np.repeat(~single, sizes)
         active, group = active[keep], np.repeat(np.arange(len(nodes)), sizes)[keep]

@@ -12,8 +12,11 @@ header = {
       {"base": null or an earlier version, "refined_layer": null or k,
        "slopes": [{"layer": k, "elements": (r,), "neurons": (U,) global ReLU indices,
                    "values": (r, 2, U) float32}],   # alpha-CROWN slopes, rows +e_j then -e_j
-       "lemmas": null or a leaf block (below) with "tree" (N,) and per tree "tree_neuron",
-                 "tree_side" (+1: a lower bound of x_j, -1: an upper bound)}],
+       "lemmas": null or a leaf block (below) of every domain the lemma trees bounded, with
+                 "tree" (N,) and per tree "tree_neuron", "tree_side" (+1: a lower bound of
+                 x_j, -1: an upper bound); a domain's parent is the one of its tree with one
+                 split less, its bound the better of its own and its parent's, and the domains
+                 without children must cover the region}],
     "parts": [
       {"kind": "boxes", "disjuncts": [...], "intermediate": "crown" or "forward",
        "lo", "hi": (N, n_in) leaf boxes tiling the region,

@@ -440,14 +440,19 @@ def _gemm(r: _Reader, node):
     _, operands = r.variable(node, node.input)
     if operands[0] is not None or operands[1] is None or a.get("transA", 0) or len(r.shape) != 2:
         r.node_fail(node, "only Gemm(variable 2-D A, constant B[, constant C]) without transA is supported")
-    if a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0:
-        r.node_fail(node, "only alpha = beta = 1 is supported")
-    W = operands[1].T if a.get("transB", 0) else operands[1]
+    alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
+    W = (operands[1].T if a.get("transB", 0) else operands[1]).astype(np.float64)
     out_shape = (r.shape[0], W.shape[1])
-    bias = None
+    W_error = bias = bias_error = None
+    if alpha != 1.0:  # alpha W rounded: carry the rounding as an error bound
+        W = alpha * W
+        W_error = inflate(UNIT * np.abs(W), 1)
     if len(operands) > 2 and operands[2] is not None:
         bias = np.broadcast_to(operands[2], out_shape).astype(np.float64).reshape(-1)
-    r.push(node, Dense(W.astype(np.float64), r.shape[0], bias), out_shape)
+        if beta != 1.0:
+            bias = beta * bias
+            bias_error = inflate(UNIT * np.abs(bias), 1)
+    r.push(node, Dense(W, r.shape[0], bias, W_error, bias_error), out_shape)
 
 
 def _elementwise(r: _Reader, node):

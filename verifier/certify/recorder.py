@@ -402,8 +402,9 @@ class ReluSplitProof:
         below = self.version.unstable[self.version.unstable < self.recorder.offsets[layer]]
         self.proof.versions.append(Version(self.recorder, self.version_index, layer, below))
 
-    def lemma_leaves(self, rows: torch.Tensor, tree: torch.Tensor, domains) -> None:
-        """Leaves of the refined layer's trees: tree t bounds rows[t] . x (a signed unit row)."""
+    def lemma_domains(self, rows: torch.Tensor, tree: torch.Tensor, domains) -> None:
+        """Domains the refined layer's trees bounded (tree t bounds rows[t] . x, a signed unit
+        row): all of them, since a domain's bound is the better of its own and its parent's."""
         version = self.version
         if not version.lemma_trees:
             signed = _np(rows)
