@@ -14,6 +14,7 @@ from onnx_factory import one_torch_thread  # noqa: F401  (a fixture)
 from verifier.api import bounds
 from verifier.boundprop.engine import crown, ibp
 from verifier.boundprop.forward import forward_bounds
+from verifier.float_error import real_valued_network
 from verifier.graph.evaluate import evaluate
 from verifier.graph.onnx_loader import load_onnx
 from verifier.ops import RULES
@@ -204,14 +205,18 @@ def test_pairwise_tightening_matches_rowwise(graphs, family, monkeypatch):
     for name, tight_only_unstable in engine.needs_tight_bounds(graph).items():
         (l, u), (pl, pu) = rowwise[name], pairwise[name]
         relaxed = (l < 0) & (u > 0) if tight_only_unstable else torch.ones_like(l, dtype=torch.bool)
-        assert torch.allclose(l[relaxed], pl[relaxed], rtol=1e-9, atol=1e-9), name
-        assert torch.allclose(u[relaxed], pu[relaxed], rtol=1e-9, atol=1e-9), name
+        # equal but for the float32 rounding charged, which scales with magnitudes that differ
+        # where stable neurons kept looser bounds
+        assert torch.allclose(l[relaxed], pl[relaxed], rtol=1e-6, atol=1e-6), (name, (l - pl)[relaxed].abs().max())
+        assert torch.allclose(u[relaxed], pu[relaxed], rtol=1e-6, atol=1e-6), name
 
 
 # --- CROWN is exact on affine graphs ------------------------------------------------------------
 
 def test_crown_is_exact_on_affine_graphs(graphs):
-    """With no nonlinear node CROWN's bounds are the extremes over the box, attained at corners."""
+    """With no nonlinear node CROWN's bounds of the real-valued network are the extremes over
+    the box, attained at corners; the bounds that also cover float32 execution contain them,
+    and stay close."""
     checked = 0
     for family in sorted(factory.FAMILIES):
         for seed in range(MODEL_SEEDS):
@@ -221,7 +226,11 @@ def test_crown_is_exact_on_affine_graphs(graphs):
             checked += 1
             rng = np.random.default_rng(seed)
             lo, hi = random_box(rng, graph.input_size, "medium")
-            lower, upper = bounds(graph, (lo, hi), "crown")
+            with real_valued_network():
+                lower, upper = bounds(graph, (lo, hi), "crown")
+            charged_lower, charged_upper = bounds(graph, (lo, hi), "crown")  # float32 rounding too
+            assert (charged_lower <= lower).all() and (charged_upper >= upper).all()
+            assert np.allclose(charged_lower, lower, rtol=1e-4, atol=1e-4)
             x = torch.as_tensor((lo + hi) / 2).unsqueeze(0).requires_grad_(True)
             y = evaluate(graph, x).flatten()
             for j in range(y.numel()):

@@ -138,3 +138,21 @@ def test_models_and_specs_load_without_torch():
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("method", ["auto", "smt"])
+def test_native_output_never_comes_before_the_verdict(method):
+    """Native code writes to file descriptor 1 directly (HiGHS through scipy's MILP prints a
+    line of its own on some instances): a stage that does so still leaves the verdict on
+    stdout's first line."""
+    script = ("import os, sys\nimport verifier.pipeline as pipeline\nfrom verifier.cli import main\n"
+              "original = pipeline._stages\n"
+              "def noisy(query):\n"
+              "    os.write(1, b'HighsMipSolverData::transformNewIntegerFeasibleSolution tmpSolver.run();\\n')\n"
+              "    return original(query)\n"
+              "pipeline._stages = noisy\n"
+              f"sys.exit(main(['verify', {SAT['onnx']!r}, {SAT['vnnlib']!r}, '--timeout', '60', '--method', {method!r}]))\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == "sat"
+    assert "HighsMipSolverData" not in proc.stdout and "HighsMipSolverData" in proc.stderr

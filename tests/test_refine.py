@@ -88,7 +88,7 @@ def refine_at_once(monkeypatch):
     from verifier.sdp import stage
 
     monkeypatch.setattr(relu_split, "FIRST_SHARE", 0.0)
-    monkeypatch.setattr(stage, "sdp_stage", lambda query, region, spec: (region, ""))
+    monkeypatch.setattr(stage, "sdp_stage", lambda query, region: (region, ""))
     monkeypatch.setattr(pipeline, "attack", lambda *args, **kwargs: None)
 
 

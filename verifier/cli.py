@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 import traceback
+from contextlib import contextmanager
 from typing import NoReturn
 
 EXIT_USER_ERROR = 2
@@ -92,6 +93,7 @@ class Reporter:
         self.out_path = out_path
         self.lock = threading.Lock()
         self.done = False
+        self.verdict_fd: int | None = None  # the real stdout while the stages run (see verdict_first)
 
     def report(self, text: str, note: str = "") -> bool:
         """Write the result file; print it (only its verdict line when it went to a file)."""
@@ -103,11 +105,32 @@ class Reporter:
                 with open(self.out_path, "w") as f:
                     f.write(text)
                 text = text.splitlines()[0] + "\n"
-            sys.stdout.write(text)
-            sys.stdout.flush()
+            if self.verdict_fd is None:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+            else:
+                os.write(self.verdict_fd, text.encode())
             if note:
                 print(note, file=sys.stderr, flush=True)
             return True
+
+
+@contextmanager
+def verdict_first(reporter: Reporter):
+    """While the stages run, file descriptor 1 points at stderr and only the reporter writes to
+    the real stdout, so that the verdict is always its first line: native solvers write to fd 1
+    directly (HiGHS, through scipy's MILP, prints
+    'HighsMipSolverData::transformNewIntegerFeasibleSolution tmpSolver.run();')."""
+    sys.stdout.flush()
+    reporter.verdict_fd = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(reporter.verdict_fd, 1)
+        os.close(reporter.verdict_fd)
+        reporter.verdict_fd = None
 
 
 def _check_device(device: str) -> None:
@@ -129,9 +152,14 @@ def _check_files_exist(*paths: str) -> None:
 
 
 def cmd_verify(args, started: float) -> int:
+    reporter = Reporter(args.out)
+    with verdict_first(reporter):
+        return _verify(args, started, reporter)
+
+
+def _verify(args, started: float, reporter: Reporter) -> int:
     from verifier.errors import UserError
 
-    reporter = Reporter(args.out)
 
     def on_timeout():
         if reporter.report("timeout\n", f"timeout after {time.monotonic() - started:.1f} s"):

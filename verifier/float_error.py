@@ -1,35 +1,39 @@
 """How far the network as onnxruntime runs it (float32) can stray from the real-valued network.
 
 Every unsat answer covers both: no input of the box violates the property in the real-valued
-network (the bounds are computed for it, in float64), and no float32 input of the box violates
-it in the float32 network that onnxruntime runs. The second follows from the first once each
-spec row beats its threshold by eps_i >= |C_i| e, where e bounds |y32(x) - y(x)| per output
-for every input x of the box: y is the exact network, y32 its float32 execution.
+network, and no float32 input of the box violates it in the float32 network that onnxruntime
+runs. Each op bounds the float32 rounding of its own result (`Rule.float_error` with no input
+error, beside its other rules in verifier/ops/), by forward error analysis (Higham, Thm 3.5):
+a float32 dot product of length n with a bias is off by at most gamma_{n+2} (|w|.|x| + |b|)
+whatever the summation order (one rounding more for Gemm's alpha); ReLU, MaxPool and the
+shape ops are exact; sigmoid and tanh add onnxruntime's approximation error. Magnitudes come
+from valid bounds of the node's inputs. Matmuls the loader merged keep the rounding terms of
+the chain onnxruntime computes (a merged product would hide the rounding of large
+intermediate values that cancel later).
 
-`output_error` derives e by forward error analysis (Higham, Thm 3.5), one rule per op next to
-its other rules (`Rule.float_error` in verifier/ops/): a float32 dot product of length n with a
-bias is off by at most gamma_{n+1} (|w|.|x| + |b|) whatever the summation order, and errors
-already in x pass through |w|; ReLU, MaxPool and the shape ops are exact and 1-Lipschitz;
-sigmoid and tanh add onnxruntime's approximation error. Magnitudes come from valid bounds of
-the exact network on the box (the root's, so e holds for every sub-box and every split) plus
-the error already accumulated. The analysis runs on the graph as onnxruntime executes it, before
-the loader's exact rewrites (two matmuls merged into one would hide the rounding of the first
-one's large intermediate values). Hidden values can be large and cancel: the error scales
-with them, not with the outputs.
-
-`row_margins`: eps_i = SAFETY |C_i| e + RELATIVE_FLOOR (1 + |d_i| + |C_i| |y|), a safety
-factor of 2 over the analysis (for onnxruntime's own fusions, such as a BatchNormalization
-folded into the convolution before it, whose weights are then rounded once more), plus a floor
-for the float64 rounding of the bound computation itself.
+Two uses:
+- `local_rounding` gives each node's bound r, times SAFETY (2: room for onnxruntime's own
+  fusions, such as a BatchNormalization folded into the convolution before it, whose weights
+  are then rounded once more). Bound propagation (verifier/boundprop) treats r as a
+  perturbation of the node's result, so its bounds hold for the real network and the
+  float32 one alike, and cancellation is accounted for as CROWN accounts for it.
+- `output_error` pushes the errors forward through the graph (|W| times the input error, plus
+  r) to a bound e on |y32 - y| per output: what the exact stages need, which decide the
+  real-valued network (z3, the SDP). It compounds with depth, so these stages only decide
+  where eps = SAFETY |C| e is small.
+`row_margins` adds the float64 floor RELATIVE_FLOOR (1 + |d| + |C| |y|) for the rounding of
+the bound computation itself.
 """
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 
 from verifier.graph.ir import Graph
 from verifier.ops import RULES
-from verifier.ops.base import UNIT_ROUNDOFF
+from verifier.ops.base import Rule
 
 SAFETY = 2.0
 RELATIVE_FLOOR = 1e-6
@@ -39,20 +43,60 @@ class NoErrorRule(Exception):
     """An op of the graph has no float32 error rule: no unsat is possible."""
 
 
+_charging = [True]
+
+
+@contextmanager
+def real_valued_network():
+    """Within it, bound propagation charges no float32 rounding: its bounds are of the
+    real-valued network alone (for tests and measurements that compare with exact values;
+    no decision may use them)."""
+    _charging.append(False)
+    try:
+        yield
+    finally:
+        _charging.pop()
+
+
+def charging_rounding() -> bool:
+    """False within real_valued_network()."""
+    return _charging[-1]
+
+
+def local_rounding(node, magnitudes: list[torch.Tensor]) -> torch.Tensor | None:
+    """SAFETY times the float32 rounding bound of the node's result (B, *shape), from bounds
+    on its inputs' magnitudes; None for exact ops and for ops with no rule (see
+    missing_error_rules)."""
+    rule = RULES[node.op]
+    if rule.exact:
+        return None
+    try:
+        r = rule.float_error(node, [torch.zeros_like(m) for m in magnitudes], magnitudes)
+    except NotImplementedError:
+        return None
+    return SAFETY * torch.as_tensor(r, dtype=magnitudes[0].dtype, device=magnitudes[0].device)
+
+
+def missing_error_rules(graph: Graph) -> list[str]:
+    """The ops of the graph with no float32 error rule, named for messages."""
+    return [f"{node.op} (node '{node.onnx_name or node.name}')" for node in graph.nodes
+            if type(RULES[node.op]).float_error is Rule.float_error]
+
+
 @torch.no_grad()
 def output_error(graph: Graph, lo: np.ndarray, hi: np.ndarray,
                  known: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(error bound e, magnitude bound of the exact output) per flat output, over the box
     [lo, hi]. `known`: valid bounds node -> (l, u) (batch 1) of the exact network on this box,
     e.g. a CROWN state's; the analysis intersects them with its own interval bounds."""
-    graph = graph.to(torch.float64, graph.device).execution()
+    graph = graph.to(torch.float64, graph.device)
     device = graph.device
     shape = (1, *graph.input_shape)
     l = torch.as_tensor(np.asarray(lo, dtype=np.float64), device=device).reshape(shape)
     u = torch.as_tensor(np.asarray(hi, dtype=np.float64), device=device).reshape(shape)
     bounds = {graph.input_name: (l, u)}
     magnitude = {graph.input_name: torch.maximum(l.abs(), u.abs())}
-    error = {graph.input_name: magnitude[graph.input_name] * UNIT_ROUNDOFF}  # input rounded to float32
+    error = {graph.input_name: torch.zeros_like(l)}  # a float32 input of the box is exact
     known = known or {}
     for node in graph.nodes:
         rule = RULES[node.op]
@@ -75,8 +119,16 @@ def output_error(graph: Graph, lo: np.ndarray, hi: np.ndarray,
             torch.nan_to_num(magnitude[out], nan=float("inf")).reshape(-1).cpu().numpy())
 
 
+def decision_floor(d: np.ndarray) -> np.ndarray:
+    """eps per row for bounds from bound propagation, which already charge float32 rounding:
+    the float64 floor alone. (The float64 rounding of the bound computation is a billionth of
+    the float32 rounding charged for the same sums, so it adds nothing more.)"""
+    return RELATIVE_FLOOR * (1.0 + np.abs(d))
+
+
 def row_margins(error: np.ndarray, magnitude: np.ndarray, C: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """eps per spec row (see the module docstring); C (m, n_out), d (m,)."""
+    """eps per spec row for the exact stages, which decide the real-valued network (see the
+    module docstring); C (m, n_out), d (m,)."""
     absC = np.abs(np.asarray(C, dtype=np.float64))
     return (SAFETY * _weighted(absC, error)
             + RELATIVE_FLOOR * (1.0 + np.abs(d) + _weighted(absC, magnitude)))

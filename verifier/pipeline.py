@@ -16,7 +16,7 @@ from verifier.attack.pgd import pgd_candidates
 from verifier.boundprop.engine import crown, output_lower_bounds
 from verifier.boundprop.optimize import Spec
 from verifier.decide import confirm_counterexample, refuted_disjuncts
-from verifier.float_error import NoErrorRule, output_error, row_margins
+from verifier.float_error import decision_floor, missing_error_rules, output_error, row_margins
 from verifier.options import Options
 from verifier.result import Result
 from verifier.runtime import exact_float_settings, keep_freed_memory, threads
@@ -42,6 +42,10 @@ class Query:
         self._float_errors: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
         self.notes: list[str] = []  # lines for stderr (e.g. why no unsat is possible)
         self.recorder = None  # a certify.Recorder when an unsat certificate is asked for
+        self.missing_error_rules = missing_error_rules(self.graph64)
+        if self.missing_error_rules:
+            self.notes.append("no unsat possible: no float32 error rule for "
+                              + ", ".join(self.missing_error_rules))
 
     def check_time(self):
         if time.monotonic() > self.deadline:
@@ -56,36 +60,36 @@ class Query:
         thresholds by the float margins."""
         return refuted_disjuncts(lower, spec.d, spec.eps, spec.owner, spec.n_disjuncts)
 
-    def spec(self, region: Region, root_bounds: dict | None = None) -> Spec:
-        """The region's stacked rows with their float margins (see `margins`)."""
+    def spec(self, region: Region, exact: bool = False) -> Spec:
+        """The region's stacked rows with the float margins unsat needs: for bounds from bound
+        propagation (which charge float32 rounding) the float64 floor; with `exact`, for
+        bounds of the real-valued network alone (the SDP), the float32 error too."""
         C, d, owner = stack_rows(region)
         device = self.graph64.device
-        eps = self.margins(region, C, d, root_bounds)
+        eps = self.exact_margins(region, C, d) if exact else decision_floor(d)
+        if self.missing_error_rules:
+            eps = np.full_like(d, np.inf)
         return Spec(torch.as_tensor(C, device=device), torch.as_tensor(d, device=device),
                     torch.as_tensor(owner, device=device), len(region.disjuncts),
                     torch.as_tensor(eps, device=device))
 
-    def margins(self, region: Region, C: np.ndarray, d: np.ndarray, root_bounds: dict | None = None) -> np.ndarray:
-        """eps per row (verifier.float_error), from the float32 error bound of the region's box,
-        computed once per box from root bounds (CROWN's, computed here unless given): valid for
-        every sub-box and split of it."""
+    def exact_margins(self, region: Region, C: np.ndarray, d: np.ndarray, root_bounds: dict | None = None) -> np.ndarray:
+        """eps per row for a decision about the real-valued network (z3, the SDP): the float32
+        error bound of the region's box (verifier.float_error.output_error) from root bounds
+        (CROWN's, computed here unless given), once per box; valid for every sub-box and split."""
         key = region.lo.tobytes() + region.hi.tobytes()
         if key not in self._float_errors:
-            self._float_errors[key] = self._output_error(region, root_bounds)
-        return row_margins(*self._float_errors[key], C, d)
+            if root_bounds is None:
+                root_bounds = self._root_crown(region).bounds
+            self._float_errors[key] = output_error(self.graph64, region.lo, region.hi, root_bounds)
+        eps = row_margins(*self._float_errors[key], C, d)
+        return np.full_like(eps, np.inf) if self.missing_error_rules else eps
 
-    def _output_error(self, region: Region, root_bounds: dict | None):
+    def _root_crown(self, region: Region):
         graph = self.graph64
-        if root_bounds is None:
-            lo = torch.as_tensor(region.lo, dtype=torch.float64, device=graph.device).unsqueeze(0)
-            hi = torch.as_tensor(region.hi, dtype=torch.float64, device=graph.device).unsqueeze(0)
-            root_bounds = crown(graph, lo, hi, deadline_check=self.check_time).bounds
-        try:
-            return output_error(graph, region.lo, region.hi, root_bounds)
-        except NoErrorRule as reason:
-            self.notes.append(f"no unsat possible: {reason}")
-            infinite = np.full(graph.output_size, np.inf)
-            return infinite, infinite
+        lo = torch.as_tensor(region.lo, dtype=torch.float64, device=graph.device).unsqueeze(0)
+        hi = torch.as_tensor(region.hi, dtype=torch.float64, device=graph.device).unsqueeze(0)
+        return crown(graph, lo, hi, deadline_check=self.check_time)
 
     def result(self, verdict: str, stage: str, witness=None) -> Result:
         return Result(verdict, witness, time.monotonic() - self.started, stage)
@@ -191,7 +195,7 @@ def branch_and_bound(query: Query, region: Region):
 
     sdp_note = ""
     if query.recorder is None:  # the SDP's certificates are not part of unsat certificates
-        region, sdp_note = sdp_stage(query, region, spec)  # low-rank SDP first, under a small budget
+        region, sdp_note = sdp_stage(query, region)  # low-rank SDP first, under a small budget
     if region is None:
         return BabOutcome("unsat", None, 0, sdp_note)
     spec = query.spec(region)
@@ -236,7 +240,7 @@ def crown_proves(query: Query, region: Region) -> bool:
     hi = torch.as_tensor(region.hi, dtype=torch.float64, device=graph.device).unsqueeze(0)
     state = crown(graph, lo, hi, deadline_check=query.check_time)
     query.check_time()
-    spec = query.spec(region, state.bounds)
+    spec = query.spec(region)
     lower = output_lower_bounds(state, spec.C.unsqueeze(0))
     proved = bool(query.refuted(lower, spec).all())
     if proved and query.recorder is not None:

@@ -26,7 +26,7 @@ def affine_map(state: BoundState, node: str, rows: torch.Tensor):
     C = state.lo.new_zeros(1, len(rows), size)
     C[0, torch.arange(len(rows)), rows] = 1.0
     record = {state.graph.input_name: None}
-    lower = backward(state, node, C.reshape(1, len(rows), *shape), record)
+    lower = backward(state, node, C.reshape(1, len(rows), *shape), record, rounding=False)
     lam = record[state.graph.input_name]
     if lam is None:
         return np.zeros((len(rows), state.lo[0].numel())), lower[0].cpu().numpy()

@@ -4,6 +4,12 @@ A BoundState holds, for one batch of boxes, the bounds (l, u) of every tensor an
 relaxations of the nonlinear nodes built from them. `backward` computes lower bounds of
 C . h_start for any node by the CROWN backward pass; `crown` tightens the inputs of every
 nonlinear node that way, in topological order, then bounds the output.
+
+The bounds hold for every network in which each node's result may be off by its float32
+rounding bound r (verifier.float_error.local_rounding, from the magnitudes of its inputs'
+bounds): the real-valued network (no error) and the network as onnxruntime runs it in float32
+(each result rounded) are two of them. IBP widens each node's interval by r; the backward pass
+charges |lam| . r at each node it passes, so cancellation in later layers is accounted for.
 """
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import math
 import torch
 
 from verifier.boundprop.adam import Adam
+from verifier.float_error import charging_rounding, local_rounding
 from verifier.graph.ir import Graph
 from verifier.ops import RULES
 
@@ -29,6 +36,8 @@ class BoundState:
         self.hi = hi.reshape(hi.shape[0], *graph.input_shape)
         self.bounds: dict[str, tuple[torch.Tensor, torch.Tensor]] = {graph.input_name: (self.lo, self.hi)}
         self._relaxations: dict[str, tuple] = {}
+        self._roundings: dict[str, torch.Tensor | None] = {}
+        self._derived: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # IBP of nodes without bounds
         # Optimisable relaxation parameters, used by the backward pass from the output:
         self.alphas: dict[str, torch.Tensor] = {}  # relu node -> lower slopes (B, m, *shape)
         self.lam_offsets: dict[str, torch.Tensor] = {}  # pre-activation -> beta * sign (B, m, *shape)
@@ -48,15 +57,37 @@ class BoundState:
 
     def set_bounds(self, name: str, l: torch.Tensor, u: torch.Tensor) -> None:
         self.bounds[name] = (l, u)
-        for node in self.graph.nodes:  # relaxations built on the old bounds are stale
+        self._derived.clear()
+        for node in self.graph.nodes:  # relaxations and roundings built on the old bounds are stale
             if name in node.inputs:
                 self._relaxations.pop(node.name, None)
+                self._roundings.pop(node.name, None)
 
     def relaxation(self, node):
         if node.name not in self._relaxations:
             l, u = self.bounds[node.inputs[0]]
             self._relaxations[node.name] = RULES[node.op].relax(node, l, u)
         return self._relaxations[node.name]
+
+    def rounding(self, node) -> torch.Tensor | None:
+        """(B, *shape): how far float32 execution may move this node's result, from the
+        magnitudes of its inputs' bounds; None for exact ops (and within
+        float_error.real_valued_network())."""
+        if not charging_rounding():
+            return None
+        if node.name not in self._roundings:
+            magnitudes = [torch.maximum(l.abs(), u.abs()) for l, u in map(self.bounds_of, node.inputs)]
+            self._roundings[node.name] = local_rounding(node, magnitudes)
+        return self._roundings[node.name]
+
+    def bounds_of(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The bounds of a tensor: its own, or IBP from its inputs' (domain states keep the
+        inputs of nonlinear nodes only)."""
+        if name in self.bounds:
+            return self.bounds[name]
+        if name not in self._derived:
+            self._derived[name] = self.ibp_node(self.graph.by_name[name])
+        return self._derived[name]
 
     def cast(self, dtype: torch.dtype) -> "BoundState":
         """The same boxes and bounds in another precision, with this one's deadline check."""
@@ -73,10 +104,13 @@ class BoundState:
         sub.bounds = {name: (l[boxes], u[boxes]) for name, (l, u) in self.bounds.items()}
         sub._relaxations = {name: tuple(t[boxes] for t in relaxation)
                             for name, relaxation in self._relaxations.items()}
+        sub._roundings = {name: None if r is None else r[boxes] for name, r in self._roundings.items()}
         return sub
 
     def ibp_node(self, node):
-        return RULES[node.op].ibp(node, *(self.bounds[i] for i in node.inputs))
+        l, u = RULES[node.op].ibp(node, *map(self.bounds_of, node.inputs))
+        r = self.rounding(node)
+        return (l, u) if r is None else (l - r, u + r)
 
 
 def ibp(graph: Graph, lo: torch.Tensor, hi: torch.Tensor) -> BoundState:
@@ -87,11 +121,12 @@ def ibp(graph: Graph, lo: torch.Tensor, hi: torch.Tensor) -> BoundState:
 
 
 def backward(state: BoundState, start: str, C: torch.Tensor, record: dict | None = None,
-             use_parameters: bool = False) -> torch.Tensor:
+             use_parameters: bool = False, rounding: bool = True) -> torch.Tensor:
     """Lower bound (B, m) of C . h_start over the box, with C of shape (B, m, *shape(start)).
 
     With use_parameters, the state's alphas and split multipliers (lam_offsets) take part;
-    they are shaped for this C. Names in `record` get the lam that reached them.
+    they are shaped for this C. Names in `record` get the lam that reached them. Without
+    `rounding`, the bound is of the real-valued network alone (no float32 rounding charged).
     """
     graph = state.graph
     lams = {start: C}
@@ -106,6 +141,9 @@ def backward(state: BoundState, start: str, C: torch.Tensor, record: dict | None
             lam = lam + state.lam_offsets[node.name]
         if record is not None and node.name in record:
             record[node.name] = lam
+        r = state.rounding(node) if rounding else None
+        if r is not None:
+            bias = bias - torch.einsum("bmn,bn->bm", lam.abs().flatten(2), r.flatten(1))
         alpha = state.alphas.get(node.name) if use_parameters else None
         lam_inputs, node_bias = RULES[node.op].backward(node, lam, state, alpha)
         if node_bias is not None:
@@ -243,14 +281,18 @@ def keep_where(best: dict[str, torch.Tensor], current: dict[str, torch.Tensor], 
 
 
 def crown(graph: Graph, lo: torch.Tensor, hi: torch.Tensor, state: BoundState | None = None,
-          iterations: int = 0, deadline_check=None, after: str | None = None) -> BoundState:
+          iterations: int = 0, deadline_check=None, after: str | None = None,
+          every_neuron: bool = False) -> BoundState:
     """IBP everywhere, then CROWN on every input of a nonlinear node, in topological order
     (alpha-CROWN with that many Adam steps per node when iterations > 0). deadline_check, when
     given, is called between backward passes (it raises to stop). With `after`, the nodes up to
-    that one keep the state's bounds and only the later ones are tightened."""
+    that one keep the state's bounds and only the later ones are tightened. Inputs read by
+    ReLUs only are tightened where unstable, unless every_neuron (tight magnitudes)."""
     state = state or BoundState(graph, lo, hi)
     state.deadline_check = deadline_check
     targets = needs_tight_bounds(graph)
+    if every_neuron:
+        targets = dict.fromkeys(targets, False)
     if after is not None:
         names = [n.name for n in graph.nodes]
         targets = {k: v for k, v in targets.items() if k in names[names.index(after) + 1:]}

@@ -34,7 +34,8 @@ def forward_bounds(graph: Graph, lo: torch.Tensor, hi: torch.Tensor) -> BoundSta
     readers = _reader_counts(graph)
     for node in graph.nodes:
         state.set_bounds(node.name, *state.ibp_node(node))
-        fns[node.name] = RULES[node.op].forward_linear(node, [fns[i] for i in node.inputs], state)
+        fns[node.name] = _with_rounding(RULES[node.op].forward_linear(node, [fns[i] for i in node.inputs], state),
+                                        state.rounding(node))
         if node.name in targets:
             a_lo, b_lo, a_up, b_up = fns[node.name]
             l, u = state.bounds[node.name]
@@ -45,6 +46,14 @@ def forward_bounds(graph: Graph, lo: torch.Tensor, hi: torch.Tensor) -> BoundSta
             if readers[name] == 0:
                 fns.pop(name, None)
     return state
+
+
+def _with_rounding(fns, r):
+    """The linear functions moved apart by the node's float32 rounding bound r."""
+    if r is None:
+        return fns
+    a_lo, b_lo, a_up, b_up = fns
+    return a_lo, b_lo - r, a_up, b_up + r
 
 
 def _reader_counts(graph: Graph) -> dict[str, int]:

@@ -42,9 +42,6 @@ class Graph:
     nodes: list[Node]  # topological order; excludes the input
     onnx_input_dtype: str = "float32"
     path: str = ""  # the ONNX file it was loaded from
-    # The nodes as onnxruntime computes them, before the exact rewrites of graph.simplify
-    # (merged matmuls): float32 rounding happens at each of these. None: the same as `nodes`.
-    execution_nodes: list[Node] | None = None
     _cast_cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -78,22 +75,12 @@ class Graph:
         (cached)."""
         key = (dtype, str(device))
         if key not in self._cast_cache:
-            def cast(nodes):
-                return [Node(n.name, n.op, n.inputs, n.shape, {k: _cast(v, dtype, device) for k, v in n.tensors.items()},
-                             n.attrs, n.onnx_name)
-                        for n in nodes]
-
-            execution = None if self.execution_nodes is None else cast(self.execution_nodes)
+            nodes = [Node(n.name, n.op, n.inputs, n.shape, {k: _cast(v, dtype, device) for k, v in n.tensors.items()},
+                          n.attrs, n.onnx_name)
+                     for n in self.nodes]
             self._cast_cache[key] = Graph(self.input_name, self.input_shape, self.output_name,
-                                          cast(self.nodes), self.onnx_input_dtype, self.path, execution)
+                                          nodes, self.onnx_input_dtype, self.path)
         return self._cast_cache[key]
-
-    def execution(self) -> "Graph":
-        """The graph as onnxruntime executes it (see execution_nodes)."""
-        if self.execution_nodes is None:
-            return self
-        return Graph(self.input_name, self.input_shape, self.output_name, self.execution_nodes,
-                     self.onnx_input_dtype, self.path)
 
     def multiply_adds(self) -> int:
         """Rough cost of evaluating one sample."""

@@ -107,8 +107,7 @@ def load_onnx(path: str | Path) -> Graph:
         raise UserError(f"{path}: the output '{graph.output[0].name}' does not depend on the input")
     nodes = simplify(builder.nodes, output)
     return Graph(model_input.name, input_shape, output, nodes,
-                 "float64" if elem == onnx.TensorProto.DOUBLE else "float32", path,
-                 execution_nodes=None if nodes is builder.nodes else builder.nodes)
+                 "float64" if elem == onnx.TensorProto.DOUBLE else "float32", path)
 
 
 def _check_supported(path: str, graph, constant_names: set[str]) -> None:

@@ -54,6 +54,7 @@ def _intercepts(lam, b):
 
 
 class Relu(Activation):
+    exact = True
     fn = staticmethod(torch.relu)
     zero_lower_intercept = True
 

@@ -9,18 +9,12 @@ from __future__ import annotations
 
 import torch
 
-# float32 rounding: a result r is computed as r (1 + delta), |delta| <= UNIT_ROUNDOFF.
-UNIT_ROUNDOFF = 2.0 ** -24
-
-
-def gamma(n: int) -> float:
-    """Higham's gamma_n = n u / (1 - n u): a float32 sum of n products (any order, FMA or not)
-    is off by at most gamma_n times the sum of their magnitudes."""
-    return n * UNIT_ROUNDOFF / (1 - n * UNIT_ROUNDOFF)
+from verifier.float32 import UNIT_ROUNDOFF, gamma  # noqa: F401  (the rules' float32 arithmetic)
 
 
 class Rule:
     nonlinear = False  # needs bounds on its input for a relaxation
+    exact = False  # float32 computes it without rounding (it moves or selects values)
 
     def forward(self, node, *xs):
         raise NotImplementedError

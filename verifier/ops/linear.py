@@ -29,11 +29,14 @@ class MatMul(LinearRule):
 
     def float_error(self, node, errors, magnitudes):
         """Dot products of length k plus a bias: gamma_{k+2} (|W||x| + |b|) (one rounding more
-        for Gemm's alpha), plus the input error through |W|."""
+        for Gemm's alpha), plus the input error through |W|. A matmul the loader merged from a
+        chain carries the chain's terms (see graph.simplify.rounding_terms)."""
         (e,), (m,) = errors, magnitudes
-        bias = node.tensors["b"].abs() if "b" in node.tensors else 0.0
-        k = node.tensors["W"].shape[0]
-        return self.forward_abs(node, e) + gamma(k + 2) * (self.forward_abs(node, m) + bias)
+        t = node.tensors
+        W_abs = t["W_abs"] if "W_abs" in t else t["W"].abs()
+        bias = t["b_abs"] if "b_abs" in t else (t["b"].abs() if "b" in t else 0.0)
+        g = node.attrs.get("gamma", gamma(t["W"].shape[0] + 2))
+        return e @ W_abs + g * (m @ W_abs + bias)
 
 
 _CONV = {1: F.conv1d, 2: F.conv2d}

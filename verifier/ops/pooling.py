@@ -25,6 +25,7 @@ def _windows(node, x, fill):
 
 class MaxPool(Rule):
     nonlinear = True
+    exact = True
 
     def forward(self, node, x):
         a = node.attrs

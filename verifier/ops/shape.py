@@ -9,6 +9,7 @@ from verifier.ops.base import LinearRule, Rule, on_coefficients
 
 class ShapeRule(Rule):
     """Monotone in each element, so IBP applies the op to both ends."""
+    exact = True
 
     def ibp(self, node, *bounds):
         return (self.forward(node, *(b[0] for b in bounds)),
@@ -70,6 +71,7 @@ class Slice(ShapeRule):
 
 class Pad(LinearRule):
     """Constant padding; attrs['pads'] is a (begin, end) pair per per-sample axis."""
+    exact = True
 
     def _torch_pads(self, node):
         flat = []

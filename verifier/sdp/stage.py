@@ -17,7 +17,7 @@ BUDGET_FLOOR = 1.0  # below this much budget the stage is skipped
 MAX_VARIABLES = 600  # free inputs + unstable ReLUs (plain CROWN's count): larger go straight to BaB
 
 
-def sdp_stage(query, region: Region, spec) -> tuple[Region | None, str]:
+def sdp_stage(query, region: Region) -> tuple[Region | None, str]:
     """(the region with the disjuncts the SDP refutes removed, or None when it refutes them
     all; a note for the stage line). The region comes back unchanged when the graph is not a
     ReLU chain, the problem is too large, or no time is left."""
@@ -29,6 +29,7 @@ def sdp_stage(query, region: Region, spec) -> tuple[Region | None, str]:
     hi = torch.as_tensor(region.hi, dtype=torch.float64, device=graph.device)
     if _size_estimate(graph, lo, hi) > MAX_VARIABLES:
         return region, ""
+    spec = query.spec(region, exact=True)  # the SDP bounds the real-valued network alone
     try:
         bounds = sdp_lower_bounds(graph, lo, hi, spec.C, spec.threshold, SolverOptions(time_limit=budget),
                                   max_variables=MAX_VARIABLES)

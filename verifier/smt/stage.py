@@ -24,6 +24,7 @@ from verifier.smt.milp import solve_milp
 from verifier.smt.z3_solver import SolveResult, solve_z3
 
 SOLVERS = {"z3": solve_z3, "milp": solve_milp}
+_NO_MARGIN = 1e30  # an infinite eps: no unsat, and only counterexamples beyond any threshold
 
 
 @dataclass
@@ -53,7 +54,7 @@ def decide_domain(query, region, bounds: dict, C: np.ndarray, d: np.ndarray, own
         enc = encode(graph, numpy_bounds(bounds), lo, hi, C, d, owner, n_disjuncts, flat_splits)
     except Decline as reason:
         return ExactOutcome("unknown", note=f"smt declined: {reason}")
-    eps = query.margins(region, C, d)
+    eps = np.minimum(query.exact_margins(region, C, d), _NO_MARGIN)  # z3 needs finite thresholds
     outcome = _decide(query, region, enc, eps, backend)
     outcome.unstable = enc.n_unstable
     outcome.seconds = time.monotonic() - started
@@ -121,7 +122,7 @@ def smt_region(query, region, backend: str = "milp") -> ExactOutcome:
     hi = torch.as_tensor(region.hi, dtype=torch.float64, device=graph.device).unsqueeze(0)
     state = crown(graph, lo, hi)
     C, d, owner = stack_rows(region)
-    query.margins(region, C, d, state.bounds)  # the float error from these root bounds
+    query.exact_margins(region, C, d, state.bounds)  # the float error from these root bounds
     return decide_domain(query, region, state.bounds, C, d, owner, len(region.disjuncts), backend=backend)
 
 
