@@ -220,6 +220,21 @@ def test_negative_split_multiplier_is_rejected(tiny, certificates, tmp_path):
     _rejected(tiny, _tampered(certificates["relu"], tmp_path / "t.npz", negate), "multiplier")
 
 
+def test_leaf_trusted_to_z3_needs_trust(tiny, certificates, tmp_path):
+    """A leaf marked trusted-z3 is not re-checked: invalid unless trust_z3, then counted."""
+    def mark(header, arrays):
+        leaves = _split_part(header)["leaves"]
+        z3 = arrays[leaves["z3"]].copy()
+        z3[0] = True
+        arrays[leaves["z3"]] = z3
+        leaves["z3_sha256"] = ["0" * 64]
+    model, spec, _ = tiny
+    marked = _tampered(certificates["relu"], tmp_path / "t.npz", mark)
+    assert "trusted-z3" in check_certificate(model, spec, marked).message
+    trusted = check_certificate(model, spec, marked, trust_z3=True)
+    assert trusted.valid and trusted.stats["trusted_z3"] == 1, trusted.message
+
+
 @pytest.mark.parametrize("split", ["input", "relu"])
 def test_spec_with_a_threshold_that_fails_is_rejected(tiny, certificates, split, tmp_path):
     """The same certificate against the property with its threshold moved below the network's
@@ -260,22 +275,29 @@ def test_certificate_of_an_unsound_mutant_is_rejected(split, tmp_path, monkeypat
 
 # ------------------------------------------------------------------ the command line
 
-def test_cli_exit_codes(tiny, certificates, tmp_path):
+def test_cli_exit_codes(tiny, certificates, tmp_path, capsys):
+    """0 valid, 1 invalid, 2 a user error; the command itself imports no torch."""
+    from verifier.cli import main
+
     model, spec, _ = tiny
-    cli = [sys.executable, str(ROOT / "cli.py"), "check-certificate"]
-    ok = subprocess.run(cli + [model, spec, certificates["input"]], capture_output=True, text=True)
+    code = ("import sys; from verifier.cli import main; status = main(sys.argv[1:]); "
+            "assert 'torch' not in sys.modules; sys.exit(status)")
+    ok = subprocess.run([sys.executable, "-c", code, "check-certificate", model, spec, certificates["input"]],
+                        cwd=ROOT, capture_output=True, text=True)
     assert ok.returncode == 0 and ok.stdout.startswith("valid"), ok.stdout + ok.stderr
-    flipped = _tampered(certificates["input"], tmp_path / "t.npz",
-                        lambda h, a: a.update({h["regions"][0]["parts"][0]["lo"]: a[h["regions"][0]["parts"][0]["lo"]][1:],
-                                               h["regions"][0]["parts"][0]["hi"]: a[h["regions"][0]["parts"][0]["hi"]][1:]}))
-    bad = subprocess.run(cli + [model, spec, flipped], capture_output=True, text=True)
-    assert bad.returncode == 1 and bad.stdout.startswith("invalid: "), bad.stdout
-    missing = subprocess.run(cli + [model, spec, str(tmp_path / "none.npz")], capture_output=True, text=True)
-    assert missing.returncode == 2 and missing.stderr.startswith("error: ") and "not found" in missing.stderr
+
+    def drop_first(header, arrays):
+        part = header["regions"][0]["parts"][0]
+        arrays[part["lo"]], arrays[part["hi"]] = arrays[part["lo"]][1:], arrays[part["hi"]][1:]
+
+    assert main(["check-certificate", model, spec, _tampered(certificates["input"], tmp_path / "t.npz", drop_first)]) == 1
+    assert capsys.readouterr().out.startswith("invalid: ")
+    assert main(["check-certificate", model, spec, str(tmp_path / "none.npz")]) == 2
+    assert "not found" in capsys.readouterr().err
     not_one = tmp_path / "x.npz"
     not_one.write_bytes(b"not a certificate")
-    garbage = subprocess.run(cli + [model, spec, str(not_one)], capture_output=True, text=True)
-    assert garbage.returncode == 2 and "not a certificate" in garbage.stderr
+    assert main(["check-certificate", model, spec, str(not_one)]) == 2
+    assert "not a certificate" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ slow: real instances

@@ -1,6 +1,10 @@
 """Rigorous bound propagation on the checker's network.
 
-Every bound returned holds for the exact (real-valued) network. Computations are float64 with
+Every bound returned holds for every network whose every op result may be off by its float32
+rounding bound r (float_error.py, from the magnitudes of the op's input bounds in the domain):
+the exact network and the float32 one onnxruntime runs are two of them. IBP widens each result
+by r, forward mode moves its functions apart by r, the backward pass charges |lam| . r at each
+op (so cancellation later on is accounted for). Computations are float64 with
 explicit error terms (rounding.py): a computed lam_hat = fl(A^T lam) is off by at most
 gamma_k |lam| |A| elementwise, so lam . x >= lam_hat . x - gamma_k |lam| . (|A| mag_x), with
 mag_x a bound on |x| for the exact values x. Those magnitudes come from the region's root
@@ -150,14 +154,16 @@ class Domains:
     hi: np.ndarray
     pre: list  # per ReLU layer: (l, u)
     choice: list = None  # per ReLU layer: default lower slopes
+    rounding: list = None  # per primitive: float32 rounding bound of its result (P, n), None for ReLU
 
     def __post_init__(self):
-        if self.choice is None:
-            self.choice = []
+        self.choice = [] if self.choice is None else self.choice
+        self.rounding = [] if self.rounding is None else self.rounding
 
     def select(self, index) -> "Domains":
         return Domains(self.lo[index], self.hi[index], [(l[index], u[index]) for l, u in self.pre],
-                       [c[index] for c in self.choice])
+                       [c[index] for c in self.choice],
+                       [None if r is None else (r if len(r) == 1 else r[index]) for r in self.rounding])
 
     def add_layer(self, l, u, tiny: float, overrides=None) -> None:
         """Append layer len(pre)'s bounds; overrides: (rows, neurons, slopes) of recorded choices."""
@@ -186,8 +192,9 @@ def backward_lower(net: Network, root: Root, start: int, lam: np.ndarray, domain
                 lam, error = with_split_multipliers(lam, *betas[k], root.mag[i])
                 total.add(0.0, error)
         else:
+            rounding = inflate(_rowwise(np.abs(lam), domains.rounding[i]), prim.n_out)  # |lam| . r
             lam, value, error = linear_back(prim, lam, root.amag[i], root.extra[i])
-            total.add(value, error)
+            total.add(value, error + rounding)
     total.add(*concretize(lam, domains.lo, domains.hi))
     return total.lower()
 
@@ -214,7 +221,7 @@ def tighten_pairs(net: Network, root: Root, layer: int, domains: Domains, l, u, 
     widest = max(net.sizes[: start + 1])
     chunk = max(1, _MAX_ELEMENTS // (2 * widest))
     l, u = l.copy(), u.copy()
-    sub = Domains(domains.lo, domains.hi, domains.pre[:layer], domains.choice[:layer])
+    sub = Domains(domains.lo, domains.hi, domains.pre[:layer], domains.choice[:layer], domains.rounding[:start])
     for part in range(0, len(boxes), chunk):
         b, j = boxes[part:part + chunk], neurons[part:part + chunk]
         chosen = sub if len(sub.lo) == 1 else sub.select(b)  # one domain: broadcast, no copies
@@ -248,13 +255,38 @@ def crown_bounds(net: Network, root: Root, lo, hi, inherited: list | None = None
             if k >= first_layer and (lemmas is None or k not in lemmas):
                 l, u = tighten_pairs(net, root, k, domains, l, u, slopes(k) if slopes else None)
             domains.add_layer(l, u, root.tiny[k], choices.get(k))
+            domains.rounding.append(None)
             lowers[-1], uppers[-1] = l, u
             l, u = np.maximum(l, 0.0), np.maximum(u, 0.0)
         else:
-            l, u = linear_ibp(prim, l, u, root.extra[i])
+            l, u = _rounded_ibp(prim, l, u, root.extra[i], domains)
         lowers.append(l)
         uppers.append(u)
     return domains, lowers, uppers
+
+
+def _rounded_ibp(prim, l, u, extra, domains: Domains):
+    """IBP of a linear primitive widened by its float32 rounding bound (kept in the domains)."""
+    r = prim.rounding(np.maximum(np.abs(l), np.abs(u)))
+    domains.rounding.append(r)
+    l, u = linear_ibp(prim, l, u, extra)
+    return down(l - r), up(u + r)
+
+
+def domain_roundings(net: Network, root: Root, domains: Domains) -> list:
+    """Each primitive's float32 rounding bound in each domain, from interval bounds through the
+    chain that start again at every ReLU input from the domains' bounds (as the verifier derives
+    the bounds of a split domain's other nodes)."""
+    scratch = Domains(domains.lo, domains.hi, [])
+    l, u = domains.lo, domains.hi
+    for i, prim in enumerate(net.prims):
+        if prim.kind == "relu":
+            l, u = domains.pre[prim.layer]
+            scratch.rounding.append(None)
+            l, u = np.maximum(l, 0.0), np.maximum(u, 0.0)
+        else:
+            l, u = _rounded_ibp(prim, l, u, root.extra[i], scratch)
+    return scratch.rounding
 
 
 def root_bounds(net: Network, lo: np.ndarray, hi: np.ndarray) -> Root:
@@ -263,11 +295,12 @@ def root_bounds(net: Network, lo: np.ndarray, hi: np.ndarray) -> Root:
     lo, hi = lo[None], hi[None]
     lowers, uppers = [lo], [hi]
     l, u = lo, hi
+    scratch = Domains(lo, hi, [])
     for prim in net.prims:
         if prim.kind == "relu":
             l, u = np.maximum(l, 0.0), np.maximum(u, 0.0)
         else:
-            l, u = linear_ibp(prim, l, u, prim.extra(np.maximum(np.abs(l), np.abs(u))[0]))
+            l, u = _rounded_ibp(prim, l, u, prim.extra(np.maximum(np.abs(l), np.abs(u))[0]), scratch)
         lowers.append(l)
         uppers.append(u)
     interval = Root.of(net, lowers, uppers)
@@ -293,12 +326,15 @@ def forward_bounds(net: Network, root: Root, lo, hi, choices: dict | None = None
             l = np.maximum(l, _fn_extreme(a_lo, b_lo, lo, hi, lower=True))
             u = np.minimum(u, _fn_extreme(a_up, b_up, lo, hi, lower=False))
             domains.add_layer(l, u, root.tiny[prim.layer], choices.get(prim.layer))
+            domains.rounding.append(None)
             a_lo, b_lo, a_up, b_up = _relu_forward(a_lo, b_lo, a_up, b_up, l, u, magx, root.tiny[prim.layer],
                                                    domains.choice[-1])
             l, u = np.maximum(l, 0.0), np.maximum(u, 0.0)
         else:
             a_lo, b_lo, a_up, b_up = _linear_forward(prim, a_lo, b_lo, a_up, b_up, magx, root.extra[i])
-            l, u = linear_ibp(prim, l, u, root.extra[i])
+            l, u = _rounded_ibp(prim, l, u, root.extra[i], domains)
+            r = domains.rounding[-1]  # the functions move apart by the result's rounding
+            b_lo, b_up = down(b_lo - r), up(b_up + r)
     return domains
 
 

@@ -16,12 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from verifier.certcheck import format as fmt
-from verifier.certcheck.bounds import (Domains, Root, backward_lower, crown_bounds,
-                                       forward_bounds, linear_ibp, root_bounds)
+from verifier.certcheck.bounds import (Domains, Root, backward_lower, crown_bounds, domain_roundings,
+                                       forward_bounds, root_bounds)
 from verifier.certcheck.cover import NotCovered, box_tiling, split_cover
-from verifier.certcheck.float_error import output_error, row_margins
 from verifier.certcheck.network import CheckerError, Network, read_network
-from verifier.certcheck.rounding import inflate, up
 from verifier.certcheck.vnnlib import parse_spec
 
 _CHUNK_ELEMENTS = 1 << 23  # per-domain elements handled at once
@@ -121,9 +119,9 @@ class _RegionCheck:
 
     # --- thresholds from the spec
     def _thresholds(self):
-        """Per certificate row: the spec's threshold plus the float32 margin (+inf for rows of
-        disjuncts the spec does not have); and the certificate disjuncts the spec needs."""
-        error = output_error(self.net, self._execution_magnitudes())
+        """Per certificate row: the spec's threshold (+inf for rows of disjuncts the spec does
+        not have; bounds already hold for the float32 network); and the certificate disjuncts
+        the spec needs."""
         thresholds = np.full(len(self.C), np.inf)
         needed, used = set(), set()
         n_disjuncts = int(self.owner.max()) + 1 if len(self.owner) else 0
@@ -135,30 +133,8 @@ class _RegionCheck:
             used.add(match)
             needed.add(match)
             rows = np.flatnonzero(self.owner == match)
-            thresholds[rows] = up(d + row_margins(C, error))
+            thresholds[rows] = d
         return thresholds, needed
-
-    def _execution_magnitudes(self):
-        """Bounds on |exact value| along the unmerged chain: interval bounds, intersected with
-        the root's where the two chains share a value (ReLU inputs and outputs, the output)."""
-        net, root = self.net, self.root
-        l, u = root.lower[0][None], root.upper[0][None]
-        mags = []
-        layer = 0
-        for prim in net.execution:
-            if prim.kind == "relu":
-                at = net.relu_at[layer]
-                l, u = np.maximum(l, root.lower[at]), np.minimum(u, root.upper[at])
-                layer += 1
-            mag = np.maximum(np.abs(l), np.abs(u))
-            mags.append(mag[0])
-            if prim.kind == "relu":
-                l, u = np.maximum(l, 0.0), np.maximum(u, 0.0)
-            else:
-                l, u = linear_ibp(prim, l, u)
-        l, u = np.maximum(l, root.lower[-1]), np.minimum(u, root.upper[-1])
-        mags.append(np.maximum(np.abs(l), np.abs(u))[0])
-        return lambda i: mags[i]
 
     # --- refutation of leaves
     def _refute(self, lower: np.ndarray, rows: np.ndarray, disjuncts, leaf_ids, where: str):
@@ -567,6 +543,7 @@ class _LeafBlock:
         for k, (l, u) in enumerate(pre):
             empty |= (l > u).any(1)
             domains.add_layer(l, u, self.root.tiny[k])
+        domains.rounding = domain_roundings(net, self.root, domains)
         return domains, betas, empty
 
     def alphas(self, ids, domains: Domains, m: int):

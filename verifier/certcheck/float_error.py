@@ -1,41 +1,30 @@
-"""How far the float32 network that onnxruntime runs can be from the exact one, written again
-for the checker (the rule of verifier/float_error.py, not imported from it).
+"""How far the float32 network that onnxruntime runs can be from the exact one: the rule of
+verifier/float_error.py, written again for the checker (not imported from it).
 
-Forward error analysis on the unmerged chain, with magnitudes from valid bounds of the exact
-network over the region: the input is rounded to float32 (e = |x| u32); a dot product of
-length k with a bias adds gamma32_{k+2} (|W| m + |b|) and passes input errors through |W|; an
-elementwise scale and shift adds 4 u32 (|s| m + |t|); ReLU passes errors unchanged. m is the
-float32 input's magnitude, |exact| + e. A spec row C_i then needs margin 2 |C_i| e (the factor
-2 covers onnxruntime's fusions, as in the verifier).
+Each op's float32 result is off from the exact op on the same (float32) inputs by at most
+gamma (|A| |x| + c), by forward error analysis (Higham, Thm 3.5): a dot product of length k
+with a bias, gamma_{k+2} (|W| |x| + |b|) in any summation order (one rounding more for Gemm's
+alpha); an elementwise scale and shift, 4 u32 (|s| |x| + |t|); ReLU is exact. A matmul that the
+reading merged from a chain keeps the chain's terms: the first product's error passes through
+|W2| and the second adds its own. Bounds are proved for every network whose every op result
+is off by at most SAFETY times that bound (2: room for onnxruntime's fusions, such as a
+BatchNormalization folded into the convolution before it), with |x| from valid bounds of the
+op's inputs: the exact network and the float32 one are two of them. Inputs are float32 values
+of the box, exact.
 """
 from __future__ import annotations
 
-import numpy as np
-
-from verifier.certcheck.network import Network
-from verifier.certcheck.rounding import FLOAT32_UNIT, gamma32
+from verifier.certcheck.rounding import FLOAT32_UNIT
 
 SAFETY = 2.0
-_SLACK = 1.0 + 1e-6  # covers the float64 rounding of this analysis itself
 
 
-def output_error(net: Network, magnitude_of) -> np.ndarray:
-    """Per output, a bound on |float32 output - exact output| over the region. magnitude_of(i):
-    a bound on |exact value| at the input of execution primitive i (and of the output for i =
-    len(net.execution))."""
-    error = magnitude_of(0) * FLOAT32_UNIT
-    for i, prim in enumerate(net.execution):
-        if prim.kind == "relu":
-            continue
-        m = magnitude_of(i) + error
-        size = prim.lin(m[None], "abs")[0]
-        if prim.bias is not None:
-            size = size + np.abs(prim.bias)
-        error = prim.lin(error[None], "abs")[0] + gamma32(prim.float32_rounds) * size
-        error = error * _SLACK
-    return error
+def shifted_gamma(g: float) -> float:
+    """A matmul's gamma once a shift is added to its float32 result: u |h + t| <=
+    u ((1 + g)(|W| |x| + |b|) + |t|)."""
+    return (g + FLOAT32_UNIT * (1 + g)) * (1 + 1e-12)
 
 
-def row_margins(C: np.ndarray, error: np.ndarray) -> np.ndarray:
-    """eps_i = 2 |C_i| e, rounded up."""
-    return SAFETY * (np.abs(C) @ error) * _SLACK
+def merged_gamma(g1: float, g2: float) -> float:
+    """Two matmuls in a chain: g1 |W2| (...) + g2 (1 + g1) |W2| (...) + g2 |b2|."""
+    return (g1 + g2 + g1 * g2) * (1 + 1e-12)

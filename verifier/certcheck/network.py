@@ -9,7 +9,9 @@ tensor's C order, so reshapes cost nothing.
 A linear primitive y = A x + b exposes A through `lin(x, part)` (part: the full weights, their
 positive part, their negative part, or their absolute values), A^T through `lin_t`, the bias b,
 and the length of its dot products (`fan_in` for A x, `fan_out` for A^T lam): from these the
-bound and error rules of bounds.py are written once for all of them.
+bound and error rules of bounds.py are written once for all of them. `rounding(mag)` bounds how
+far onnxruntime's float32 result can be from the exact op for inputs of magnitude <= mag
+(float_error.py).
 """
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ import onnx
 from numpy.lib.stride_tricks import sliding_window_view
 from onnx import numpy_helper
 
-from verifier.certcheck.rounding import UNIT, gamma, inflate
+from verifier.certcheck.float_error import SAFETY, merged_gamma, shifted_gamma
+from verifier.certcheck.rounding import FLOAT32_UNIT, UNIT, gamma, gamma32, inflate
 
 
 class CheckerError(Exception):
@@ -43,11 +46,22 @@ class Linear:
         """A bound on how far the exact op is from A x + bias for |x| <= mag (0: exact)."""
         return 0.0
 
+    # float32 rounding: at most round_gamma (|A| |x| + round_bias), |A| given by round_abs
+    round_gamma = 4 * FLOAT32_UNIT
+    round_bias: np.ndarray | float = 0.0
+
+    def round_abs(self, mag: np.ndarray) -> np.ndarray:
+        return self.lin(mag, "abs")
+
+    def rounding(self, mag: np.ndarray) -> np.ndarray:
+        """SAFETY times the bound on |float32 result - exact result| (rows of mag), rounded up."""
+        size = self.round_abs(mag) + self.round_bias
+        return inflate(SAFETY * self.round_gamma * size, self.fan_in + 2)
+
     kind = "linear"
     bias: np.ndarray | None = None
     fan_in = 1
     fan_out = 1
-    float32_rounds = 4  # roundings per output in onnxruntime's float32 execution
 
     def lin(self, x: np.ndarray, part: str = "full") -> np.ndarray:
         raise NotImplementedError
@@ -86,12 +100,22 @@ class Dense(Linear):
             total = total + self.bias_error
         return inflate(total, k + 2)
 
+    round_W: np.ndarray | None = None  # |A| of the float32 chain (merged Dense); None: |W|
+
     def __post_init__(self):
         self.fan_in = self.W.shape[0] + (1 if self.bias is not None else 0)
         self.fan_out = self.W.shape[1]
-        self.float32_rounds = self.W.shape[0] + 2
         self.n_in = self.lead * self.W.shape[0]
         self.n_out = self.lead * self.W.shape[1]
+        if self.round_W is None:  # one float32 matmul: gamma_{k+2} (one rounding more for Gemm's alpha)
+            self.round_gamma = gamma32(self.W.shape[0] + 2)
+            self.round_bias = 0.0 if self.bias is None else np.abs(self.bias)
+
+    def round_abs(self, mag):
+        if self.round_W is None:
+            return self.lin(mag, "abs")
+        k, n = self.round_W.shape
+        return (mag.reshape(-1, k) @ self.round_W).reshape(*mag.shape[:-1], self.lead * n)
 
     def weights(self, part: str) -> np.ndarray:
         if part not in self._parts:
@@ -127,11 +151,12 @@ class Conv(Linear):
         window = int(np.prod(self.W.shape[1:]))
         self.fan_in = window + (1 if self.bias is not None else 0)
         self.fan_out = (self.W.shape[0] // self.groups) * self.W.shape[2] * self.W.shape[3]
-        self.float32_rounds = window + 2
         self.n_in = int(np.prod(self.in_chw))
         self.n_out = int(np.prod(self.out_chw))
+        self.round_gamma = gamma32(window + 2)  # a dot product per output (im2col)
         if self.bias is not None:
             self.bias = np.repeat(self.bias, self.out_chw[1] * self.out_chw[2])
+            self.round_bias = np.abs(self.bias)
 
     def weights(self, part):
         if part not in self._parts:
@@ -192,6 +217,7 @@ class Affine(Linear):
         self.bias = self.shift
         self.n_in = self.n_out = self.size
         self.fan_in = self.fan_out = 1
+        self.round_bias = 0.0 if self.shift is None else np.abs(self.shift)
 
     def lin(self, x, part="full"):
         if self.scale is None:
@@ -269,11 +295,20 @@ def merge_linear(prims: list) -> list:
 
 
 def _merge(first: "Dense", second):
+    """The merged Dense, with float32 rounding terms of the chain onnxruntime computes: the
+    first op's error passes through |W2| and the second adds its own (as the verifier's
+    graph/simplify.rounding_terms)."""
+    round_W = first.round_W if first.round_W is not None else np.abs(first.W)
+    round_b = first.round_bias if not np.isscalar(first.round_bias) else np.zeros(first.n_out)
     if isinstance(second, Affine) and second.scale is None and second.shift is not None:
         bias = second.shift if first.bias is None else first.bias + second.shift
         rounding = UNIT * np.abs(bias) if first.bias is not None else 0.0
         error = _plus(first.bias_error, rounding)
-        return Dense(first.W, first.lead, bias, first.W_error, None if error is None else inflate(error, 2))
+        merged = Dense(first.W, first.lead, bias, first.W_error, None if error is None else inflate(error, 2),
+                       round_W=round_W)
+        merged.round_bias = round_b + np.abs(second.shift)
+        merged.round_gamma = shifted_gamma(first.round_gamma)
+        return merged
     if not isinstance(second, Dense) or second.lead != first.lead:
         return None
     (k_in, k_mid), k_out = first.W.shape, second.W.shape[1]
@@ -294,7 +329,13 @@ def _merge(first: "Dense", second):
         if first.bias_error is not None:
             bias_error = bias_error + (first.bias_error.reshape(first.lead, k_mid) @ absW2).reshape(-1)
         bias_error = inflate(np.broadcast_to(bias_error, (first.lead * k_out,)), k_mid + 2)
-    return Dense(W, first.lead, bias, inflate(W_error, k_mid + 2), bias_error)
+    merged = Dense(W, first.lead, bias, inflate(W_error, k_mid + 2), bias_error,
+                   round_W=inflate(round_W @ absW2, k_mid))
+    second_b = second.round_bias if not np.isscalar(second.round_bias) else 0.0
+    carried_b = (np.reshape(round_b, (first.lead, k_mid)) @ absW2).reshape(-1)
+    merged.round_bias = inflate(carried_b + second_b, k_mid)
+    merged.round_gamma = merged_gamma(first.round_gamma, second.round_gamma)
+    return merged
 
 
 def _plus(a, b):

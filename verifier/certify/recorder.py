@@ -217,12 +217,11 @@ class LeafBlock:
     def __len__(self):
         return int(sum(self.counts))
 
-    def add(self, splits: dict, alphas: dict, betas: dict, tree: np.ndarray | None = None,
+    def add(self, n: int, splits: dict, alphas: dict, betas: dict, tree: np.ndarray | None = None,
             z3_sha256: list | None = None) -> None:
-        """Domains given as the verifier's dicts: splits relu -> (N, *shape) int8, alphas relu ->
-        (N, m, *shape), betas pre-activation -> (N, m, *shape)."""
+        """n domains given as the verifier's dicts: splits relu -> (n, *shape) int8, alphas relu ->
+        (n, m, *shape), betas pre-activation -> (n, m, *shape)."""
         recorder = self.recorder
-        n = next(iter(splits.values())).shape[0] if splits else next(iter(alphas.values())).shape[0]
         entries = []  # (leaf, layer, neuron, sign, beta (m,))
         pre_of = {name: pre for pre, name in _pairs(recorder)}
         for name, split in splits.items():
@@ -394,7 +393,7 @@ class ReluSplitProof:
         rows = spec.rows_of(k)
         root = self.root.only_rows(rows)
         block = LeafBlock(self.recorder, self.version.unstable, len(rows))
-        block.add(root.splits, root.alphas, root.betas)
+        block.add(len(root), root.splits, root.alphas, root.betas)
         self.proof.parts.append(SplitPart([int(k)], _np(rows), self.version_index, block))
 
     def refine_begin(self, name: str) -> None:
@@ -411,7 +410,7 @@ class ReluSplitProof:
             neuron = np.abs(signed).argmax(1)
             version.lemma_trees = list(zip(neuron.tolist(), np.sign(signed[np.arange(len(signed)), neuron]).astype(int).tolist()))
         if len(domains):
-            version.lemmas.add(domains.splits, domains.alphas, domains.betas, tree=_np(tree))
+            version.lemmas.add(len(domains), domains.splits, domains.alphas, domains.betas, tree=_np(tree))
 
     # --- trees of the disjuncts
     def tree_begin(self, k: int, rows: torch.Tensor) -> None:
@@ -420,10 +419,10 @@ class ReluSplitProof:
 
     def tree_leaves(self, domains) -> None:
         if len(domains):
-            self.open_tree.leaves.add(domains.splits, domains.alphas, domains.betas)
+            self.open_tree.leaves.add(len(domains), domains.splits, domains.alphas, domains.betas)
 
     def tree_lp_leaf(self, splits: dict, alphas: dict, betas: dict) -> None:
-        self.open_tree.leaves.add(splits, alphas, betas)
+        self.open_tree.leaves.add(1, splits, alphas, betas)
 
     def tree_z3_leaf(self, leaf, region, spec) -> None:
         """A leaf closed by z3: its hash (the exact stage's inputs: box, splits, rows)."""
@@ -433,7 +432,7 @@ class ReluSplitProof:
                                 + _np(spec.d).tobytes())
         for name in sorted(leaf.splits):
             digest.update(name.encode() + _np(leaf.splits[name]).tobytes())
-        self.open_tree.leaves.add(leaf.splits, leaf.alphas, leaf.betas, z3_sha256=[digest.hexdigest()])
+        self.open_tree.leaves.add(1, leaf.splits, leaf.alphas, leaf.betas, z3_sha256=[digest.hexdigest()])
 
     def tree_end(self, proved: bool) -> None:
         if proved and self.open_tree is not None:
