@@ -160,11 +160,14 @@ def _rejected(tiny, cert, match: str, **kwargs):
     assert not outcome.valid and match in outcome.message, outcome.message
 
 
+def _drop_first_box(header, arrays):
+    part = header["regions"][0]["parts"][0]
+    for key in (part["lo"], part["hi"], part["leaf_node"]):
+        arrays[key] = arrays[key][1:]
+
+
 def test_dropped_box_leaf_is_rejected(tiny, certificates, tmp_path):
-    def drop(header, arrays):
-        part = header["regions"][0]["parts"][0]
-        arrays[part["lo"]], arrays[part["hi"]] = arrays[part["lo"]][1:], arrays[part["hi"]][1:]
-    _rejected(tiny, _tampered(certificates["input"], tmp_path / "t.npz", drop), "uncovered")
+    _rejected(tiny, _tampered(certificates["input"], tmp_path / "t.npz", _drop_first_box), "uncovered")
 
 
 def test_enlarged_box_is_rejected(tiny, certificates, tmp_path):
@@ -285,12 +288,7 @@ def test_cli_exit_codes(tiny, certificates, tmp_path, capsys):
     ok = subprocess.run([sys.executable, "-c", code, "check-certificate", model, spec, certificates["input"]],
                         cwd=ROOT, capture_output=True, text=True)
     assert ok.returncode == 0 and ok.stdout.startswith("valid"), ok.stdout + ok.stderr
-
-    def drop_first(header, arrays):
-        part = header["regions"][0]["parts"][0]
-        arrays[part["lo"]], arrays[part["hi"]] = arrays[part["lo"]][1:], arrays[part["hi"]][1:]
-
-    assert main(["check-certificate", model, spec, _tampered(certificates["input"], tmp_path / "t.npz", drop_first)]) == 1
+    assert main(["check-certificate", model, spec, _tampered(certificates["input"], tmp_path / "t.npz", _drop_first_box)]) == 1
     assert capsys.readouterr().out.startswith("invalid: ")
     assert main(["check-certificate", model, spec, str(tmp_path / "none.npz")]) == 2
     assert "not found" in capsys.readouterr().err

@@ -176,6 +176,8 @@ def input_split_bab(query, region, spec: Spec, batch: int = 1024) -> BabOutcome:
         if queue.empty():
             return BabOutcome("unsat", None, boxes_bounded)
         chosen_lo, chosen_hi, chosen_dims, chosen_bounds = queue.pop_worst(batch)
+        if proof is not None:
+            proof.split(chosen_lo, chosen_hi, chosen_dims)
         pending_lo, pending_hi = bisect(chosen_lo, chosen_hi, chosen_dims)
         pending_bounds = {k: (torch.cat([l, l]), torch.cat([u, u])) for k, (l, u) in chosen_bounds.items()}
 

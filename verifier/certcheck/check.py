@@ -18,7 +18,7 @@ import numpy as np
 from verifier.certcheck import format as fmt
 from verifier.certcheck.bounds import (Domains, Root, backward_lower, crown_bounds, domain_roundings,
                                        forward_bounds, root_bounds)
-from verifier.certcheck.cover import NotCovered, box_tiling, split_cover
+from verifier.certcheck.cover import NotCovered, box_tree, split_cover
 from verifier.certcheck.network import CheckerError, Network, read_network
 from verifier.certcheck.vnnlib import parse_spec
 
@@ -160,36 +160,35 @@ class _RegionCheck:
     # --- input boxes
     def _boxes(self, part, where):
         lo, hi = self.proof.array(part["lo"]), self.proof.array(part["hi"])
-        # Boxes flat along a dimension where the region is not (the verifier halves a box whose
-        # width has shrunk to one ulp into a face and the box itself) cover nothing the others
-        # must not cover as well: they take no part in the tiling and need no bound.
-        solid = np.flatnonzero(((hi > lo) | (self.region.hi == self.region.lo)).all(1))
+        nodes = {k: self.proof.array(v).astype(np.int64) for k, v in part["nodes"].items()}
+        leaf_node = self.proof.array(part["leaf_node"]).astype(np.int64)
+        if len(leaf_node) != len(lo):
+            self.fail(where, "the leaves and their nodes do not match")
         try:
-            tree = box_tiling(self.region.lo, self.region.hi, lo[solid], hi[solid])
+            tree = box_tree(self.region.lo, self.region.hi, nodes["parent"], nodes["side"], nodes["dim"],
+                            leaf_node, lo, hi)
         except NotCovered as e:
-            self.fail(f"{where}, leaf {solid[e.leaf] if e.leaf is not None else None}", e.reason)
-        n_leaves, lo, hi = len(lo), lo[solid], hi[solid]
+            self.fail(where if e.leaf is None else f"{where}, leaf {e.leaf}", e.reason)
         rows = np.arange(len(self.C))
         try:
-            alphas = _BoxAlphas(self.proof, part.get("alpha"), self.net, self.relu_offsets, n_leaves, len(rows), self.root)
+            alphas = _BoxAlphas(self.proof, part.get("alpha"), self.net, self.relu_offsets, len(lo), len(rows), self.root)
             ties = _Ties(self.proof, part.get("ties"), self.net, self.relu_offsets)
         except Invalid as e:
             self.fail(where, str(e))
         disjuncts = self._needed(part)
         if part["intermediate"] == "forward":
             for chunk in _chunks(len(lo), self._chunk_size(len(rows))):
-                choices = ties.lookup(lo[chunk], hi[chunk])
-                domains = forward_bounds(self.net, self.root, lo[chunk], hi[chunk], choices)
-                self._box_leaves(domains, solid[chunk], rows, alphas, disjuncts, where)
+                domains = forward_bounds(self.net, self.root, lo[chunk], hi[chunk], ties.lookup(leaf_node[chunk]))
+                self._box_leaves(domains, np.arange(len(lo))[chunk], rows, alphas, disjuncts, where)
         elif part["intermediate"] == "crown":
-            self._box_tree(tree, solid, rows, alphas, ties, disjuncts, where)
+            self._box_tree(tree, rows, alphas, ties, disjuncts, where)
         else:
             self.fail(where, f"unknown intermediate bounds '{part['intermediate']}'")
 
-    def _box_tree(self, tree, leaf_ids, rows, alphas, ties, disjuncts, where):
+    def _box_tree(self, tree, rows, alphas, ties, disjuncts, where):
         """CROWN level by level from the root, each box starting from its parent's bounds."""
         leaf_of_node = np.full(len(tree.parent), -1)
-        leaf_of_node[tree.leaf_node] = leaf_ids
+        leaf_of_node[tree.leaf_node] = np.arange(len(tree.leaf_node))
         parent_pre: dict[int, tuple] = {}  # node -> its pre-activation bounds (previous level)
         for depth in range(int(tree.depth.max()) + 1):
             nodes = np.flatnonzero(tree.depth == depth)
@@ -201,7 +200,7 @@ class _RegionCheck:
                     inherited = [(np.stack([parent_pre[p][k][0] for p in tree.parent[ids]]),
                                   np.stack([parent_pre[p][k][1] for p in tree.parent[ids]]))
                                  for k in range(len(self.net.relu_at))]
-                choices = ties.lookup(tree.lo[ids], tree.hi[ids])
+                choices = ties.lookup(ids)
                 domains, _, _ = crown_bounds(self.net, self.root, tree.lo[ids], tree.hi[ids], inherited,
                                              choices=choices)
                 is_leaf = leaf_of_node[ids] >= 0
@@ -399,29 +398,29 @@ class _BoxAlphas:
 
 
 class _Ties:
-    """The verifier's adaptive slope choices at near-ties u = -l, by box."""
+    """The verifier's adaptive slope choices at near-ties u = -l, by tree node."""
 
     def __init__(self, proof, spec, net, offsets):
-        self.by_box = {}
+        self.by_node = {}
         if spec is None:
             return
-        lo, hi = proof.array(spec["lo"]), proof.array(spec["hi"])
+        nodes = proof.array(spec["nodes"]).astype(np.int64)
         starts = proof.array(spec["offsets"]).astype(np.int64)
         layer, neuron = _unpack_global(net, offsets, proof.array(spec["neurons"]).astype(np.int64))
         slopes = proof.array(spec["slopes"]).astype(np.float64)
         if not np.isin(slopes, (0.0, 1.0)).all():
             raise Invalid("a recorded slope choice is neither 0 nor 1")
-        for i in range(len(lo)):
+        for i, node in enumerate(nodes):
             part = slice(starts[i], starts[i + 1])
-            self.by_box[lo[i].tobytes() + hi[i].tobytes()] = (layer[part], neuron[part], slopes[part])
+            self.by_node[int(node)] = (layer[part], neuron[part], slopes[part])
 
-    def lookup(self, lo, hi) -> dict:
-        """layer -> (rows, neurons, slopes) for the boxes (rows of lo, hi) with recorded choices."""
-        if not self.by_box:
+    def lookup(self, nodes) -> dict:
+        """layer -> (rows, neurons, slopes) for the nodes (in this order) with recorded choices."""
+        if not self.by_node:
             return {}
         found: dict = {}
-        for row in range(len(lo)):
-            hit = self.by_box.get(lo[row].tobytes() + hi[row].tobytes())
+        for row, node in enumerate(nodes):
+            hit = self.by_node.get(int(node))
             if hit is None:
                 continue
             for k in np.unique(hit[0]):

@@ -1,11 +1,10 @@
 """Do the leaves cover the region? Boxes must tile the region's box; split sets must form a
 complete binary tree.
 
-Boxes: the tiling is rebuilt as a tree of guillotine cuts, level by level: a node whose
-leaves all lie on either side of some cut x_d = v strictly inside it is cut there (the
-midpoint first, as the verifier bisects, else any leaf's lower end that no leaf crosses), both
-sides must hold leaves, and a node with one leaf left must equal it exactly. The tree it returns (parents, cut nodes' children)
-lets bounds be handed down from parents to children, as the verifier's input splitting does.
+Boxes: the certificate gives the tree of splits (each node halved at its midpoint along one
+dimension, as the verifier bisects); every split must have both halves, every other node must
+be a leaf whose recorded box is its node's. The tree also lets bounds be handed down from
+parents to children, as the verifier's input splitting does.
 
 Split sets: each leaf is a set of (layer, neuron, sign) constraints; a group of leaves covers
 its cell when some neuron is split in every one of them and each sign's leaves cover their
@@ -27,8 +26,8 @@ class NotCovered(Exception):
 
 @dataclass
 class BoxTree:
-    """Nodes of the rebuilt tiling: node 0 is the region; parent[i] (-1 for the root), depth[i],
-    the node's box, and leaf_node[j]: the node that is leaf j."""
+    """Nodes of a tree of input boxes: node 0 is the region; parent[i] (-1 for the root),
+    depth[i], the node's box, and leaf_node[j]: the node that is leaf j."""
 
     parent: np.ndarray
     depth: np.ndarray
@@ -37,91 +36,49 @@ class BoxTree:
     leaf_node: np.ndarray
 
 
-def box_tiling(region_lo: np.ndarray, region_hi: np.ndarray, leaf_lo: np.ndarray, leaf_hi: np.ndarray) -> BoxTree:
-    n_leaves = len(leaf_lo)
-    if n_leaves == 0:
-        raise NotCovered(None, "no leaves")
+def box_tree(region_lo, region_hi, parent, side, dim, leaf_node, leaf_lo, leaf_hi) -> BoxTree:
+    """The tree the certificate describes, checked: every split node has a left and a right
+    child (its box halved at the midpoint along its dimension, as the verifier bisects), every
+    other node is exactly one leaf, and each leaf's recorded box is its node's box; the leaves
+    then tile the region."""
+    count, n = len(parent), len(region_lo)
     outside = ((leaf_lo < region_lo) | (leaf_hi > region_hi) | (leaf_lo > leaf_hi)).any(1)
     if outside.any():
         raise NotCovered(int(np.flatnonzero(outside)[0]), "its box extends past the region")
-    parents, los, his = [-1], [region_lo[None]], [region_hi[None]]
-    leaf_node = np.full(n_leaves, -1)
-    node_of = np.zeros(n_leaves, dtype=np.int64)  # current node of each unplaced leaf
-    active = np.arange(n_leaves)
-    node_lo, node_hi = region_lo[None].copy(), region_hi[None].copy()  # boxes of the current level's nodes
-    level_ids = np.array([0])
-    count = 1
-    while len(active):
-        order = np.argsort(node_of[active], kind="stable")
-        active = active[order]
-        nodes, first, sizes = np.unique(node_of[active], return_index=True, return_counts=True)
-        local = np.searchsorted(level_ids, nodes)
-        n_lo, n_hi = node_lo[local], node_hi[local]
-        single = sizes == 1
-        lone = active[first[single]]
-        same = (leaf_lo[lone] == n_lo[single]).all(1) & (leaf_hi[lone] == n_hi[single]).all(1)
-        if not same.all():
-            bad = int(np.flatnonzero(~same)[0])
-            leaf, box_lo, box_hi = lone[bad], n_lo[single][bad], n_hi[single][bad]
-            if (leaf_lo[leaf] < box_lo).any() or (leaf_hi[leaf] > box_hi).any():
-                raise NotCovered(int(leaf), "its box extends past the region (or past its part of the tiling)")
-            raise NotCovered(int(leaf), "part of the region next to its box is uncovered")
-        leaf_node[lone] = nodes[single]
-        keep = np.repeat(~single, sizes)
-        active, group = active[keep], np.repeat(np.arange(len(nodes)), sizes)[keep]
-        nodes, n_lo, n_hi = nodes[~single], n_lo[~single], n_hi[~single]
-        if len(active) == 0:
-            break
-        starts = np.searchsorted(group, np.unique(group))
-        group = np.unique(group, return_inverse=True)[1]
-        cut = (n_lo + n_hi) / 2  # (nodes, n)
-        sides_ok = (leaf_hi[active] <= cut[group]) | (leaf_lo[active] >= cut[group])
-        valid = np.logical_and.reduceat(sides_ok, starts, axis=0) & (cut < n_hi) & (cut > n_lo)
-        dim = valid.argmax(1)
-        value = cut[np.arange(len(nodes)), dim]
-        ends = np.append(starts[1:], len(active))
-        for j in np.flatnonzero(~valid.any(1)):
-            members = active[starts[j]:ends[j]]
-            found = _any_cut(leaf_lo[members], leaf_hi[members], n_lo[j], n_hi[j])
-            if found is None:
-                raise NotCovered(int(members[0]), "its box overlaps another leaf's or leaves part of the "
-                                                  "region uncovered")
-            dim[j], value[j] = found
-        right = leaf_lo[active, dim[group]] >= value[group]
-        right_count = np.add.reduceat(right.astype(np.int64), starts)
-        left_count = np.diff(np.append(starts, len(active))) - right_count
-        if ((right_count == 0) | (left_count == 0)).any():
-            bad_node = int(np.flatnonzero((right_count == 0) | (left_count == 0))[0])
-            raise NotCovered(int(active[starts[bad_node]]), "part of the region is covered by no leaf")
-        k = len(nodes)
-        left_ids, right_ids = count + np.arange(k), count + k + np.arange(k)
-        count += 2 * k
-        left_hi, right_lo = n_hi.copy(), n_lo.copy()
-        left_hi[np.arange(k), dim] = value
-        right_lo[np.arange(k), dim] = value
-        parents += list(nodes) + list(nodes)
-        los += [n_lo, right_lo]
-        his += [left_hi, n_hi]
-        node_of[active] = np.where(right, right_ids[group], left_ids[group])
-        level_ids = np.concatenate([left_ids, right_ids])
-        node_lo, node_hi = np.concatenate([n_lo, right_lo]), np.concatenate([left_hi, n_hi])
-    parent = np.asarray(parents, dtype=np.int64)
-    depth = np.zeros(len(parent), dtype=np.int64)
-    for i in range(1, len(parent)):  # parents come before children
+    if count == 0 or parent[0] != -1 or (parent[1:] < 0).any() or (parent[1:] >= np.arange(1, count)).any():
+        raise NotCovered(None, "the tree's nodes do not start at the region and come after their parents")
+    if ((dim < -1) | (dim >= n)).any() or not np.isin(side, (0, 1)).all():
+        raise NotCovered(None, "a split names a dimension or a side that does not exist")
+    children = np.zeros((count, 2), dtype=np.int64)
+    np.add.at(children, (parent[1:], side[1:]), 1)
+    split = dim >= 0
+    bad = np.flatnonzero(split & ((children != 1).any(1)) | ~split & (children.sum(1) > 0))
+    if len(bad):
+        raise NotCovered(None, f"node {int(bad[0])}: a split without both halves (part of the region is uncovered)")
+    if (leaf_node < 0).any() or (leaf_node >= count).any() or split[leaf_node].any():
+        raise NotCovered(int(np.flatnonzero((leaf_node < 0) | (leaf_node >= count))[0]) if
+                         ((leaf_node < 0) | (leaf_node >= count)).any() else None, "a leaf names a node that is not one")
+    leaves_at = np.bincount(leaf_node, minlength=count)
+    missing = np.flatnonzero(~split & (leaves_at == 0))
+    if len(missing):
+        raise NotCovered(None, f"node {int(missing[0])}: neither split nor closed (part of the region is uncovered)")
+    depth = np.zeros(count, dtype=np.int64)
+    for i in range(1, count):  # parents come first
         depth[i] = depth[parent[i]] + 1
-    return BoxTree(parent, depth, np.concatenate(los), np.concatenate(his), leaf_node)
-
-
-def _any_cut(lo: np.ndarray, hi: np.ndarray, node_lo: np.ndarray, node_hi: np.ndarray):
-    """(dimension, value) of a cut strictly inside the node that no leaf crosses, or None."""
-    for d in range(lo.shape[1]):
-        order = np.argsort(lo[:, d], kind="stable")
-        reach = np.maximum.accumulate(hi[order, d])[:-1]  # furthest end among the first i leaves
-        nxt = lo[order, d][1:]
-        ok = (reach <= nxt) & (nxt > node_lo[d]) & (nxt < node_hi[d])
-        if ok.any():
-            return d, nxt[int(np.argmax(ok))]
-    return None
+    lo, hi = np.empty((count, n)), np.empty((count, n))
+    lo[0], hi[0] = region_lo, region_hi
+    for level in range(1, int(depth.max()) + 1):
+        nodes = np.flatnonzero(depth == level)
+        up_, d = parent[nodes], dim[parent[nodes]]
+        lo[nodes], hi[nodes] = lo[up_], hi[up_]
+        mid = (lo[up_, d] + hi[up_, d]) / 2
+        right = side[nodes] == 1
+        lo[nodes[right], d[right]] = mid[right]
+        hi[nodes[~right], d[~right]] = mid[~right]
+    same = (leaf_lo == lo[leaf_node]).all(1) & (leaf_hi == hi[leaf_node]).all(1)
+    if not same.all():
+        raise NotCovered(int(np.flatnonzero(~same)[0]), "its box is not the one its place in the tree gives")
+    return BoxTree(parent, depth, lo, hi, leaf_node)
 
 
 def split_cover(leaves: list[dict]) -> None:

@@ -19,11 +19,14 @@ header = {
                  without children must cover the region}],
     "parts": [
       {"kind": "boxes", "disjuncts": [...], "intermediate": "crown" or "forward",
-       "lo", "hi": (N, n_in) leaf boxes tiling the region,
+       "nodes": {"parent", "side", "dim": (K,)},   # the tree of splits: node 0 the region,
+                 # each split node halved at its midpoint along dim, side 0 the lower half;
+                 # dim -1 for the closed nodes
+       "lo", "hi": (N, n_in) leaf boxes, "leaf_node": (N,) their nodes,
        "alpha": null or {"pairs": (Q, 2) [leaf, row], "offsets": (Q + 1,), "neurons": (T,),
                          "values": (T,)},   # output-row slopes of the leaves alpha-CROWN closed
-       "ties": null or {"lo", "hi": (K, n_in) boxes (leaves or not), "offsets": (K + 1,),
-                        "neurons": (T,), "slopes": (T,)}},   # CROWN's slope choice at u = -l
+       "ties": null or {"nodes": (K',) tree nodes, "offsets": (K' + 1,), "neurons": (T,),
+                        "slopes": (T,)}},   # CROWN's slope choice at u = -l
       {"kind": "splits", "disjuncts": [...], "rows": [...], "version": v, "leaves": block}]
   }]
 }

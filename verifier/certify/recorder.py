@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections import deque
 
 import numpy as np
 import torch
@@ -53,7 +54,7 @@ class Recorder:
     # --- called from the stages
     def crown_region(self, region, spec) -> None:
         """The region refuted by plain CROWN at its root: one box."""
-        self.region(region, spec).boxes("crown").closed(region.lo[None], region.hi[None])
+        self.region(region, spec).boxes("crown").closed(region.lo[None], region.hi[None], [0])
 
     def box_slopes(self, state, open_boxes: torch.Tensor, alphas: dict) -> None:
         """Output-row slopes alpha-CROWN found for this round's open boxes (unstable neurons)."""
@@ -105,17 +106,23 @@ class RegionProof:
 
 
 class BoxPart:
-    """Input splitting: the closed boxes, and the slopes of those alpha-CROWN closed."""
+    """Input splitting: the tree of boxes (each split halves a box along one dimension at its
+    midpoint), the closed ones, the slopes of those alpha-CROWN closed, and CROWN's slope
+    choices at ties u = -l. Nodes are numbered as they are made: the root is 0, each split
+    makes a left then a right child."""
 
     def __init__(self, proof: RegionProof, intermediate: str):
         self.proof, self.intermediate = proof, intermediate
-        self.lo, self.hi = [], []
+        self.parent, self.side, self.dim = [-1], [0], [-1]
+        self.pending = [0]  # the nodes of the batch being bounded, in its order
+        self.waiting: dict[bytes, deque] = {}  # open boxes -> their nodes, until split
+        self.lo, self.hi, self.leaf_node = [], [], []
         self.count = 0
         self.slope_pairs, self.slope_neurons, self.slope_values = [], [], []
-        self.tie_lo, self.tie_hi, self.tie_counts, self.tie_neurons, self.tie_slopes = [], [], [], [], []
+        self.tie_nodes, self.tie_counts, self.tie_neurons, self.tie_slopes = [], [], [], []
 
-    def closed(self, lo: np.ndarray, hi: np.ndarray, slopes: list | None = None) -> None:
-        """Closed boxes (N, n); slopes: per box None or [(row, neurons, values)]."""
+    def closed(self, lo: np.ndarray, hi: np.ndarray, nodes: list, slopes: list | None = None) -> None:
+        """Closed boxes (N, n) at these nodes; slopes: per box None or [(row, neurons, values)]."""
         for i, box_slopes in enumerate(slopes or []):
             for row, neurons, values in box_slopes or ():
                 self.slope_pairs.append((self.count + i, row))
@@ -123,15 +130,21 @@ class BoxPart:
                 self.slope_values.append(values)
         self.lo.append(lo)
         self.hi.append(hi)
+        self.leaf_node += list(nodes)
         self.count += len(lo)
 
     def round_closed(self, spec, lo, hi, lower, refuted, state) -> None:
-        """A round of input splitting: the boxes whose disjuncts are all refuted close; those
-        alpha-CROWN closed keep, per disjunct, the slopes of the row that refutes it best."""
+        """A round of input splitting: the boxes whose disjuncts are all refuted close (those
+        alpha-CROWN closed keep, per disjunct, the slopes of the row that refutes it best); the
+        others wait to be split."""
         recorder = self.proof.recorder
-        self._ties(state, lo, hi)
+        nodes = np.asarray(self.pending)
+        self._ties(state, nodes)
         closed = _np(refuted.all(1))
         pending, recorder.pending_box_slopes = recorder.pending_box_slopes, None
+        lo_np, hi_np = _np(lo), _np(hi)
+        for box in np.flatnonzero(~closed):
+            self.waiting.setdefault(lo_np[box].tobytes() + hi_np[box].tobytes(), deque()).append(int(nodes[box]))
         if not closed.any():
             return
         slopes = [None] * int(closed.sum())
@@ -143,12 +156,27 @@ class BoxPart:
             for out, box in enumerate(np.flatnonzero(closed)):
                 if int(box) in position:
                     slopes[out] = self._best_rows(position[int(box)], margins[box], owner, per_layer)
-        self.closed(_np(lo)[closed], _np(hi)[closed], slopes)
+        self.closed(lo_np[closed], hi_np[closed], nodes[closed].tolist(), slopes)
 
-    def _ties(self, state, lo, hi) -> None:
+    def split(self, lo, hi, dims) -> None:
+        """The boxes taken from the queue, halved along dims: their children (left halves in
+        order, then right halves, as verifier.bab.input_split.bisect makes them) come next."""
+        lo_np, hi_np, dims = _np(lo), _np(hi), _np(dims)
+        chosen = [self.waiting[lo_np[i].tobytes() + hi_np[i].tobytes()].popleft() for i in range(len(lo_np))]
+        for node, dim in zip(chosen, dims):
+            self.dim[node] = int(dim)
+        self.pending = []
+        for side in (0, 1):
+            for node in chosen:
+                self.pending.append(len(self.parent))
+                self.parent.append(node)
+                self.side.append(side)
+                self.dim.append(-1)
+
+    def _ties(self, state, nodes: np.ndarray) -> None:
         """Where a bounded box has a neuron with u = -l (to rounding; lattice networks have
         exact ones), CROWN's adaptive slope (1 if u > -l) could go either way in the checker's
-        rigorous arithmetic: keep the one taken here, with the box (leaf or not)."""
+        rigorous arithmetic: keep the one taken here, with the box's node (leaf or not)."""
         recorder = self.proof.recorder
         found = []
         for pre, k in recorder.pre_index.items():
@@ -163,8 +191,7 @@ class BoxPart:
         order = np.argsort(box, kind="stable")
         box, neurons, slopes = box[order], neurons[order], slopes[order]
         boxes, counts = np.unique(box, return_counts=True)
-        self.tie_lo.append(_np(lo)[boxes])
-        self.tie_hi.append(_np(hi)[boxes])
+        self.tie_nodes.append(nodes[boxes])
         self.tie_counts.append(counts)
         self.tie_neurons.append(neurons)
         self.tie_slopes.append(slopes)
@@ -186,6 +213,10 @@ class BoxPart:
     def to_json(self, prefix: str, arrays: dict) -> dict:
         arrays[f"{prefix}/lo"] = np.concatenate(self.lo)
         arrays[f"{prefix}/hi"] = np.concatenate(self.hi)
+        arrays[f"{prefix}/leaf_node"] = np.asarray(self.leaf_node, dtype=np.int64)
+        arrays[f"{prefix}/node_parent"] = np.asarray(self.parent, dtype=np.int64)
+        arrays[f"{prefix}/node_side"] = np.asarray(self.side, dtype=np.int8)
+        arrays[f"{prefix}/node_dim"] = np.asarray(self.dim, dtype=np.int32)
         alpha = None
         if self.slope_pairs:
             arrays[f"{prefix}/pairs"] = np.asarray(self.slope_pairs, dtype=np.int64)
@@ -194,16 +225,17 @@ class BoxPart:
             arrays[f"{prefix}/values"] = np.concatenate(self.slope_values).astype(np.float64)
             alpha = {k: f"{prefix}/{k}" for k in ("pairs", "offsets", "neurons", "values")}
         ties = None
-        if self.tie_lo:
-            arrays[f"{prefix}/tie_lo"] = np.concatenate(self.tie_lo)
-            arrays[f"{prefix}/tie_hi"] = np.concatenate(self.tie_hi)
+        if self.tie_nodes:
+            arrays[f"{prefix}/tie_nodes"] = np.concatenate(self.tie_nodes).astype(np.int64)
             arrays[f"{prefix}/tie_offsets"] = np.concatenate([[0], np.cumsum(np.concatenate(self.tie_counts))])
             arrays[f"{prefix}/tie_neurons"] = np.concatenate(self.tie_neurons).astype(np.int64)
             arrays[f"{prefix}/tie_slopes"] = np.concatenate(self.tie_slopes)
-            ties = {k: f"{prefix}/tie_{k}" for k in ("lo", "hi", "offsets", "neurons", "slopes")}
+            ties = {k: f"{prefix}/tie_{k}" for k in ("nodes", "offsets", "neurons", "slopes")}
         disjuncts = sorted(int(k) for k in np.unique(self.proof.owner))
         return {"kind": "boxes", "disjuncts": disjuncts, "intermediate": self.intermediate,
-                "lo": f"{prefix}/lo", "hi": f"{prefix}/hi", "alpha": alpha, "ties": ties}
+                "lo": f"{prefix}/lo", "hi": f"{prefix}/hi", "leaf_node": f"{prefix}/leaf_node",
+                "nodes": {k: f"{prefix}/node_{k}" for k in ("parent", "side", "dim")},
+                "alpha": alpha, "ties": ties}
 
 
 class LeafBlock:
