@@ -75,10 +75,13 @@ def linear_ibp(prim, l, u, extra=0.0):
 
 
 def linear_back(prim, lam, amag, extra=0.0):
-    """lam . (A x + b) >= lam_in . x + value - error."""
+    """lam . (A x + b) >= lam_in . x + value - error (extra: how far the exact op is from the
+    float64 one, for the exact values x)."""
     lam_in = prim.lin_t(lam)
     abs_lam = np.abs(lam)
-    error = gamma(prim.fan_out) * (abs_lam @ (amag + extra))
+    error = gamma(prim.fan_out) * (abs_lam @ amag)
+    if not np.isscalar(extra):
+        error = error + abs_lam @ extra
     value = 0.0
     if prim.bias is not None:
         value = lam @ prim.bias
@@ -210,14 +213,25 @@ def unit_rows(size: int, neurons: np.ndarray) -> np.ndarray:
     return lam
 
 
+# As the verifier's engine.tighten: a batch whose unstable (box, neuron) pairs are at least this
+# share of (boxes x neurons unstable in some box) gets CROWN on those neurons in every box, the
+# stable copies included (tighter bounds there change later layers' intervals and roundings).
+_PAIR_FRACTION = 0.6
+
+
 def tighten_pairs(net: Network, root: Root, layer: int, domains: Domains, l, u, slopes=None):
-    """CROWN bounds of layer `layer`'s unstable (domain, neuron) pairs, intersected with (l, u).
-    slopes(pairs_box, pairs_neuron, their domains) -> alphas for those pairs' rows (adaptive
-    where None)."""
+    """CROWN bounds of layer `layer`'s unstable (domain, neuron) pairs (or of the neurons
+    unstable in some domain, in every domain, where the verifier's rule says so), intersected
+    with (l, u). slopes(pairs_box, pairs_neuron, their domains) -> alphas for those pairs' rows
+    (adaptive where None)."""
     start = net.relu_at[layer]
-    boxes, neurons = np.nonzero((l < 0) & (u > 0))
+    unstable = (l < 0) & (u > 0)
+    boxes, neurons = np.nonzero(unstable)
     if len(boxes) == 0:
         return l, u
+    rows = np.flatnonzero(unstable.any(0))
+    if slopes is None and len(boxes) >= _PAIR_FRACTION * len(l) * len(rows):
+        boxes, neurons = np.repeat(np.arange(len(l)), len(rows)), np.tile(rows, len(l))
     widest = max(net.sizes[: start + 1])
     chunk = max(1, _MAX_ELEMENTS // (2 * widest))
     l, u = l.copy(), u.copy()

@@ -181,35 +181,40 @@ class _RegionCheck:
                 domains = forward_bounds(self.net, self.root, lo[chunk], hi[chunk], ties.lookup(leaf_node[chunk]))
                 self._box_leaves(domains, np.arange(len(lo))[chunk], rows, alphas, disjuncts, where)
         elif part["intermediate"] == "crown":
-            self._box_tree(tree, rows, alphas, ties, disjuncts, where)
+            batches = self.proof.array(part["batches"]).astype(np.int64)
+            if len(batches) == 0 or batches[0] != 0 or (np.diff(batches) <= 0).any() or batches[-1] >= len(tree.parent):
+                self.fail(where, "the batches do not split the tree's nodes")
+            self._box_tree(tree, batches, rows, alphas, ties, disjuncts, where)
         else:
             self.fail(where, f"unknown intermediate bounds '{part['intermediate']}'")
 
-    def _box_tree(self, tree, rows, alphas, ties, disjuncts, where):
-        """CROWN level by level from the root, each box starting from its parent's bounds."""
+    def _box_tree(self, tree, batches, rows, alphas, ties, disjuncts, where):
+        """CROWN batch by batch, as the verifier bounded the boxes (a batch's bounds depend on
+        its members, see bounds.tighten_pairs), each box starting from its parent's bounds."""
         leaf_of_node = np.full(len(tree.parent), -1)
         leaf_of_node[tree.leaf_node] = np.arange(len(tree.leaf_node))
-        parent_pre: dict[int, tuple] = {}  # node -> its pre-activation bounds (previous level)
-        for depth in range(int(tree.depth.max()) + 1):
-            nodes = np.flatnonzero(tree.depth == depth)
-            level_pre: dict = {}
-            for chunk in _chunks(len(nodes), self._chunk_size(len(rows))):
-                ids = nodes[chunk]
-                inherited = None
-                if depth > 0:
-                    inherited = [(np.stack([parent_pre[p][k][0] for p in tree.parent[ids]]),
-                                  np.stack([parent_pre[p][k][1] for p in tree.parent[ids]]))
-                                 for k in range(len(self.net.relu_at))]
-                choices = ties.lookup(ids)
-                domains, _, _ = crown_bounds(self.net, self.root, tree.lo[ids], tree.hi[ids], inherited,
-                                             choices=choices)
-                is_leaf = leaf_of_node[ids] >= 0
-                if is_leaf.any():
-                    self._box_leaves(domains.select(np.flatnonzero(is_leaf)), leaf_of_node[ids][is_leaf], rows,
-                                     alphas, disjuncts, where)
-                for j in np.flatnonzero(~is_leaf):
-                    level_pre[int(ids[j])] = [(l[j], u[j]) for l, u in domains.pre]
-            parent_pre = level_pre
+        if ((tree.parent[1:] >= np.repeat(batches, np.diff(np.append(batches, len(tree.parent))))[1:])).any():
+            self.fail(where, "a box is bounded in the batch of its parent or before")
+        kept: dict[int, list] = {}  # split node -> its pre-activation bounds, until its children are done
+        ends = np.append(batches[1:], len(tree.parent))
+        for start, end in zip(batches, ends):
+            ids = np.arange(start, end)
+            inherited = None
+            if start > 0:
+                inherited = [(np.stack([kept[p][k][0] for p in tree.parent[ids]]),
+                              np.stack([kept[p][k][1] for p in tree.parent[ids]]))
+                             for k in range(len(self.net.relu_at))]
+                for p in np.unique(tree.parent[ids]):
+                    del kept[int(p)]  # both halves are in this batch
+            domains, _, _ = crown_bounds(self.net, self.root, tree.lo[ids], tree.hi[ids], inherited,
+                                         choices=ties.lookup(ids))
+            is_leaf = leaf_of_node[ids] >= 0
+            leaves = np.flatnonzero(is_leaf)
+            for chunk in _chunks(len(leaves), self._chunk_size(len(rows))):
+                self._box_leaves(domains.select(leaves[chunk]), leaf_of_node[ids][leaves[chunk]], rows,
+                                 alphas, disjuncts, where)
+            for j in np.flatnonzero(~is_leaf):
+                kept[int(ids[j])] = [(l[j], u[j]) for l, u in domains.pre]
 
     def _box_leaves(self, domains: Domains, leaf_ids, rows, alphas, disjuncts, where):
         P = len(leaf_ids)
@@ -290,8 +295,11 @@ class _RegionCheck:
         tree = self.proof.array(block_json["tree"]).astype(np.int64)
         neuron = self.proof.array(block_json["tree_neuron"]).astype(np.int64)
         side = self.proof.array(block_json["tree_side"]).astype(np.int64)
-        if len(tree) != block.count or (block.layer >= layer).any() or (tree >= len(neuron)).any():
+        if len(tree) != block.count or (block.layer >= layer).any() or (tree < 0).any() or (tree >= len(neuron)).any():
             self.fail(where, "lemma domains must split only the layers before the refined one")
+        if len(side) != len(neuron) or not np.isin(side, (-1, 1)).all() or (neuron < 0).any() \
+                or (neuron >= self.net.relu_sizes[layer]).any():
+            self.fail(where, "a lemma tree must bound x_j or -x_j of an existing neuron j")
         start = self.net.relu_at[layer]
         size = self.net.sizes[start]
         own = np.full(block.count, -np.inf)  # empty domains: no bound needed (stays -inf, harmless)

@@ -22,6 +22,7 @@ header = {
        "nodes": {"parent", "side", "dim": (K,)},   # the tree of splits: node 0 the region,
                  # each split node halved at its midpoint along dim, side 0 the lower half;
                  # dim -1 for the closed nodes
+       "batches": (R,) the first node of each batch the verifier bounded together,
        "lo", "hi": (N, n_in) leaf boxes, "leaf_node": (N,) their nodes,
        "alpha": null or {"pairs": (Q, 2) [leaf, row], "offsets": (Q + 1,), "neurons": (T,),
                          "values": (T,)},   # output-row slopes of the leaves alpha-CROWN closed

@@ -114,6 +114,7 @@ class BoxPart:
     def __init__(self, proof: RegionProof, intermediate: str):
         self.proof, self.intermediate = proof, intermediate
         self.parent, self.side, self.dim = [-1], [0], [-1]
+        self.batches = [0]  # the first node of each batch bounded together
         self.pending = [0]  # the nodes of the batch being bounded, in its order
         self.waiting: dict[bytes, deque] = {}  # open boxes -> their nodes, until split
         self.lo, self.hi, self.leaf_node = [], [], []
@@ -165,6 +166,7 @@ class BoxPart:
         chosen = [self.waiting[lo_np[i].tobytes() + hi_np[i].tobytes()].popleft() for i in range(len(lo_np))]
         for node, dim in zip(chosen, dims):
             self.dim[node] = int(dim)
+        self.batches.append(len(self.parent))
         self.pending = []
         for side in (0, 1):
             for node in chosen:
@@ -217,6 +219,7 @@ class BoxPart:
         arrays[f"{prefix}/node_parent"] = np.asarray(self.parent, dtype=np.int64)
         arrays[f"{prefix}/node_side"] = np.asarray(self.side, dtype=np.int8)
         arrays[f"{prefix}/node_dim"] = np.asarray(self.dim, dtype=np.int32)
+        arrays[f"{prefix}/batches"] = np.asarray(self.batches, dtype=np.int64)
         alpha = None
         if self.slope_pairs:
             arrays[f"{prefix}/pairs"] = np.asarray(self.slope_pairs, dtype=np.int64)
@@ -235,6 +238,7 @@ class BoxPart:
         return {"kind": "boxes", "disjuncts": disjuncts, "intermediate": self.intermediate,
                 "lo": f"{prefix}/lo", "hi": f"{prefix}/hi", "leaf_node": f"{prefix}/leaf_node",
                 "nodes": {k: f"{prefix}/node_{k}" for k in ("parent", "side", "dim")},
+                "batches": f"{prefix}/batches",
                 "alpha": alpha, "ties": ties}
 
 
