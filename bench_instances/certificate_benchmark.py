@@ -3,7 +3,9 @@ check-certificate, each as a fresh `python cli.py` process (start-up included, a
 tools), one row at a time. Writes a CSV and prints a per-benchmark summary.
 
     python bench_instances/certificate_benchmark.py [--root ../shared/vnncomp] [--filter acasxu]
-        [--out certificates.csv] [--keep DIR]
+        [--out certificates.csv] [--keep DIR] [--timeout-factor F]
+
+--timeout-factor multiplies each row's timeout (a busy machine needs more to certify at all).
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ def main() -> int:
     parser.add_argument("--filter", default="")
     parser.add_argument("--out", default="certificates.csv")
     parser.add_argument("--keep", help="keep the certificates in this folder")
+    parser.add_argument("--timeout-factor", type=float, default=1.0)
     args = parser.parse_args()
     root = Path(args.root)
     rows = []
@@ -47,7 +50,8 @@ def main() -> int:
     folder.mkdir(parents=True, exist_ok=True)
     results = []
     for i, row in enumerate(rows):
-        model, spec, timeout = str(root / row["onnx"]), str(root / row["vnnlib"]), float(row["timeout"])
+        model, spec = str(root / row["onnx"]), str(root / row["vnnlib"])
+        timeout = float(row["timeout"]) * args.timeout_factor
         certificate = str(folder / f"{i:03d}.npz")
         out, err, verify_s, _ = run([sys.executable, "cli.py", "verify", model, spec, "--timeout", str(timeout),
                                      "--certificate", certificate], timeout + 30)

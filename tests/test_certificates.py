@@ -85,11 +85,6 @@ def _tampered(path: str, out: Path, change) -> str:
     return str(out)
 
 
-def _part(header, kind):
-    return next(p for p in header["regions"][0]["parts"] if p["kind"] == kind and
-                (kind != "boxes" or len(p) and True))
-
-
 # ------------------------------------------------------------------ the checker stands alone
 
 def test_checker_imports_nothing_from_the_verifier():

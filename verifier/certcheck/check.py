@@ -1,6 +1,7 @@
 """Check an unsat certificate against the model and the spec: `valid` only when every region of
-the spec is covered by leaves whose re-computed (rigorous) lower bounds refute every disjunct
-by its float32 margin.
+the spec is covered by leaves whose re-computed lower bounds beat every disjunct's threshold.
+The bounds are rigorous (float64 with explicit error terms) and hold for the float32 network
+that onnxruntime runs as well as for the real-valued one (bounds.py, float_error.py).
 
 Nothing in the certificate is trusted: boxes must tile the region, split sets must form
 complete trees, slopes must lie in [0, 1] and split multipliers be >= 0 (any such values give
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from verifier.certcheck import format as fmt
-from verifier.certcheck.bounds import (Domains, Root, backward_lower, crown_bounds, domain_roundings,
+from verifier.certcheck.bounds import (Domains, backward_lower, crown_bounds, domain_roundings,
                                        forward_bounds, root_bounds)
 from verifier.certcheck.cover import NotCovered, box_tree, split_cover
 from verifier.certcheck.network import CheckerError, Network, read_network
@@ -171,7 +172,7 @@ class _RegionCheck:
             self.fail(where if e.leaf is None else f"{where}, leaf {e.leaf}", e.reason)
         rows = np.arange(len(self.C))
         try:
-            alphas = _BoxAlphas(self.proof, part.get("alpha"), self.net, self.relu_offsets, len(lo), len(rows), self.root)
+            alphas = _BoxAlphas(self.proof, part.get("alpha"), self.net, self.relu_offsets, len(lo), len(rows))
             ties = _Ties(self.proof, part.get("ties"), self.net, self.relu_offsets)
         except Invalid as e:
             self.fail(where, str(e))
@@ -270,7 +271,7 @@ class _RegionCheck:
             return self.versions[v]
         spec = self.proof.json["versions"][v]
         slopes = _RecordedSlopes(self.proof, spec.get("slopes", []), self.net, self.relu_offsets,
-                                 f"version {v}", self.fail, self.root)
+                                 f"version {v}", self.fail)
         lo, hi = self.region.lo[None], self.region.hi[None]
         if spec.get("base") is None:
             domains, _, _ = crown_bounds(self.net, self.root, lo, hi, slopes=slopes.selector)
@@ -363,12 +364,18 @@ def _unpack_global(net: Network, offsets: np.ndarray, neurons: np.ndarray):
     return layer, neurons - offsets[layer]
 
 
+def _offsets_ok(offsets: np.ndarray, count: int, total: int) -> bool:
+    """offsets (count + 1,) cut `total` entries into consecutive runs."""
+    return (len(offsets) == count + 1 and offsets[0] == 0 and offsets[-1] == total
+            and bool((np.diff(offsets) >= 0).all()))
+
+
 def _check_slopes(values: np.ndarray, what: str):
     if not np.isfinite(values).all() or (values < 0).any() or (values > 1).any():
         raise Invalid(f"{what}: a slope lies outside [0, 1]")
 
 
-def _default_alphas(domains: Domains, m: int, root: Root) -> dict:
+def _default_alphas(domains: Domains, m: int) -> dict:
     """The domains' default slopes per layer as (P, m, n) arrays, to be overwritten where recorded."""
     return {k: np.repeat(choice[:, None, :], m, axis=1) for k, choice in enumerate(domains.choice)}
 
@@ -376,8 +383,8 @@ def _default_alphas(domains: Domains, m: int, root: Root) -> dict:
 class _BoxAlphas:
     """Recorded output-row slopes of box leaves: (leaf, row) pairs with sparse values."""
 
-    def __init__(self, proof, spec, net, offsets, n_leaves, m, root):
-        self.spec, self.m, self.root = spec, m, root
+    def __init__(self, proof, spec, net, offsets, n_leaves, m):
+        self.spec, self.m = spec, m
         if spec is None:
             return
         self.pairs = proof.array(spec["pairs"]).astype(np.int64).reshape(-1, 2)
@@ -385,7 +392,8 @@ class _BoxAlphas:
         self.values = proof.array(spec["values"]).astype(np.float64)
         self.layer, self.neuron = _unpack_global(net, offsets, proof.array(spec["neurons"]).astype(np.int64))
         _check_slopes(self.values, "recorded slopes")
-        if (self.pairs[:, 0] >= n_leaves).any() or (self.pairs[:, 1] >= m).any() or len(self.offsets) != len(self.pairs) + 1:
+        if (self.pairs < 0).any() or (self.pairs[:, 0] >= n_leaves).any() or (self.pairs[:, 1] >= m).any() \
+                or not _offsets_ok(self.offsets, len(self.pairs), len(self.values)):
             raise Invalid("recorded slopes refer to a leaf or row that does not exist")
         self.by_leaf = {}
         for q, (leaf, _) in enumerate(self.pairs):
@@ -394,7 +402,7 @@ class _BoxAlphas:
     def for_leaves(self, leaf_ids, domains: Domains):
         if self.spec is None or not any(int(i) in self.by_leaf for i in leaf_ids):
             return None
-        alphas = _default_alphas(domains, self.m, self.root)
+        alphas = _default_alphas(domains, self.m)
         for position, leaf in enumerate(leaf_ids):
             for q in self.by_leaf.get(int(leaf), ()):
                 row = self.pairs[q, 1]
@@ -416,6 +424,8 @@ class _Ties:
         starts = proof.array(spec["offsets"]).astype(np.int64)
         layer, neuron = _unpack_global(net, offsets, proof.array(spec["neurons"]).astype(np.int64))
         slopes = proof.array(spec["slopes"]).astype(np.float64)
+        if not _offsets_ok(starts, len(nodes), len(slopes)) or len(neuron) != len(slopes):
+            raise Invalid("the recorded slope choices are malformed")
         if not np.isin(slopes, (0.0, 1.0)).all():
             raise Invalid("a recorded slope choice is neither 0 nor 1")
         for i, node in enumerate(nodes):
@@ -440,8 +450,8 @@ class _Ties:
 class _RecordedSlopes:
     """alpha-CROWN slopes of a version's intermediate rows, served per (layer, neuron) pair."""
 
-    def __init__(self, proof, records, net, offsets, where, fail, root):
-        self.records, self.root = {}, root
+    def __init__(self, proof, records, net, offsets, where, fail):
+        self.records = {}
         for record in records:
             k = int(record["layer"])
             elements = proof.array(record["elements"]).astype(np.int64)
@@ -460,7 +470,7 @@ class _RecordedSlopes:
             return None
 
         def alphas(boxes, neurons, domains: Domains):
-            out = _default_alphas(domains, 2, self.root)
+            out = _default_alphas(domains, 2)
             out = {j: np.repeat(a, len(neurons), axis=0) if len(a) == 1 else a for j, a in out.items()}
             for elements, layer, neuron, values in self.records[k]:
                 position = {int(e): r for r, e in enumerate(elements)}
@@ -491,6 +501,9 @@ class _LeafBlock:
         self.alpha_neurons = proof.array(spec["neurons"]).astype(np.int64)
         self.alpha = proof.array(spec["alpha"])
         self.z3 = proof.array(spec["z3"]).astype(bool) if "z3" in spec else np.zeros(self.count, bool)
+        if not _offsets_ok(self.offsets, self.count, len(self.layer)) or len(self.z3) != self.count \
+                or not len(self.neuron) == len(self.sign) == len(self.beta) == len(self.layer):
+            self.fail("the leaves' split lists are malformed")
         sizes = np.asarray(net.relu_sizes)
         if len(self.layer) and ((self.layer < 0).any() or (self.layer >= len(sizes)).any()
                                 or (self.neuron < 0).any() or (self.neuron >= sizes[self.layer]).any()):
@@ -554,7 +567,7 @@ class _LeafBlock:
         return domains, betas, empty
 
     def alphas(self, ids, domains: Domains, m: int):
-        out = _default_alphas(domains, m, self.root)
+        out = _default_alphas(domains, m)
         if len(self.alpha_neurons) == 0:
             return out
         values = self.alpha[ids].astype(np.float64)  # (P, m, U)
