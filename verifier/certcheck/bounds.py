@@ -39,6 +39,7 @@ class Root:
     amag: list
     extra: list  # per linear primitive: how far the exact op can be from its float64 form
     tiny: list  # per ReLU layer: input intervals narrower than this get a flat upper line
+    domains: "Domains | None" = None  # the region's box as a domain, with CROWN's bounds
 
     @staticmethod
     def of(net: Network, lower: list, upper: list) -> "Root":
@@ -318,9 +319,11 @@ def root_bounds(net: Network, lo: np.ndarray, hi: np.ndarray) -> Root:
         lowers.append(l)
         uppers.append(u)
     interval = Root.of(net, lowers, uppers)
-    _, lowers, uppers = crown_bounds(net, interval, lo, hi)
-    return Root.of(net, [np.maximum(a, b) for a, b in zip(lowers, interval.lower)],
+    domains, lowers, uppers = crown_bounds(net, interval, lo, hi)
+    root = Root.of(net, [np.maximum(a, b) for a, b in zip(lowers, interval.lower)],
                    [np.minimum(a, b) for a, b in zip(uppers, interval.upper)])
+    root.domains = domains
+    return root
 
 
 # ------------------------------------------------------------------ forward mode

@@ -207,8 +207,12 @@ class _RegionCheck:
                              for k in range(len(self.net.relu_at))]
                 for p in np.unique(tree.parent[ids]):
                     del kept[int(p)]  # both halves are in this batch
-            domains, _, _ = crown_bounds(self.net, self.root, tree.lo[ids], tree.hi[ids], inherited,
-                                         choices=ties.lookup(ids))
+            choices = ties.lookup(ids)
+            if start == 0 and end == 1 and not choices:  # the region itself: the root's CROWN
+                domains = self.root.domains
+            else:
+                domains, _, _ = crown_bounds(self.net, self.root, tree.lo[ids], tree.hi[ids], inherited,
+                                             choices=choices)
             is_leaf = leaf_of_node[ids] >= 0
             leaves = np.flatnonzero(is_leaf)
             for chunk in _chunks(len(leaves), self._chunk_size(len(rows))):
