@@ -25,7 +25,7 @@ import numpy as np
 from verifier.certcheck.network import Network
 from verifier.certcheck.rounding import UNDERFLOW, UNIT, LowerSum, down, gamma, inflate, up
 
-_MAX_ELEMENTS = 1 << 24  # lam elements per backward chunk
+_MAX_ELEMENTS = 1 << 20  # lam elements per backward chunk (larger ones thrash the caches: 1.4x slower)
 
 
 @dataclass
@@ -39,6 +39,7 @@ class Root:
     amag: list
     extra: list  # per linear primitive: how far the exact op can be from its float64 form
     tiny: list  # per ReLU layer: input intervals narrower than this get a flat upper line
+    charge: list  # per linear primitive: owed per unit of |lam| at its output (see linear_back)
     domains: "Domains | None" = None  # the region's box as a domain, with CROWN's bounds
 
     @staticmethod
@@ -48,7 +49,14 @@ class Root:
                 for p, m in zip(net.prims, mag)]
         extra = [None if p.kind == "relu" else p.extra(m) for p, m in zip(net.prims, mag)]
         tiny = [_TINY_WIDTH * max(1.0, float(mag[i].max(initial=0.0))) for i in net.relu_at]
-        return Root([l.reshape(-1) for l in lower], [u.reshape(-1) for u in upper], mag, amag, extra, tiny)
+        charge = [None if p.kind == "relu" else _charge(p, a, e) for p, a, e in zip(net.prims, amag, extra)]
+        return Root([l.reshape(-1) for l in lower], [u.reshape(-1) for u in upper], mag, amag, extra, tiny, charge)
+
+
+def _charge(prim, amag, extra):
+    """gamma |A| mag (lam_in's rounding) + extra (merged weights) + gamma |b| (lam . b's)."""
+    bias = 0.0 if prim.bias is None else gamma(prim.n_out) * np.abs(prim.bias)
+    return inflate(gamma(prim.fan_out) * amag + extra + bias, 4)
 
 
 # A neuron whose value the verifier computes as exactly 0 (weights that cancel, as in
@@ -75,19 +83,15 @@ def linear_ibp(prim, l, u, extra=0.0):
     return down(mid - total), up(mid + total)
 
 
-def linear_back(prim, lam, amag, extra=0.0):
-    """lam . (A x + b) >= lam_in . x + value - error (extra: how far the exact op is from the
-    float64 one, for the exact values x)."""
+def linear_back(prim, lam, coefficient):
+    """lam . (A x + b) >= lam_in . x + value - error, where error = |lam| . coefficient and the
+    coefficient (per output, nonnegative) holds every bound owed per unit of |lam| at this op:
+    the rounding of lam_in and of lam . b (Root.charge), the float32 rounding of the result
+    (Domains.rounding), the rounding of the ReLU step that made lam (if any)."""
     lam_in = prim.lin_t(lam)
-    abs_lam = np.abs(lam)
-    error = gamma(prim.fan_out) * (abs_lam @ amag)
-    if not np.isscalar(extra):
-        error = error + abs_lam @ extra
-    value = 0.0
-    if prim.bias is not None:
-        value = lam @ prim.bias
-        error = error + gamma(lam.shape[-1]) * (abs_lam @ np.abs(prim.bias))
-    return lam_in, value, inflate(error, 4)
+    error = inflate(_rowwise(np.abs(lam), coefficient), lam.shape[-1])
+    value = lam @ prim.bias if prim.bias is not None else 0.0
+    return lam_in, value, error
 
 
 def upper_line(l, u, tiny: float = 0.0):
@@ -111,27 +115,39 @@ def adaptive_slopes(l, u, tiny: float = 0.0):
     return ((u > -l) & (u - l > tiny)).astype(np.float64)
 
 
-def relu_back(lam, l, u, alpha, mag, tiny: float = 0.0, choice=None):
-    """lam . relu(x) >= nu . x + value - error over x in [l, u]; alpha (P, m, n) lower slopes
-    for the unstable neurons (None: `choice` (P, n), by default the adaptive ones)."""
-    active, unstable = l >= 0, (l < 0) & (u > 0)
-    s, t = upper_line(l, u, tiny)
+def relu_back(lam, relaxation, alpha):
+    """lam . relu(x) >= nu_exact . x + value - error over x in [l, u], with the layer's
+    relaxation (Relaxation.of); alpha (P, m, n): lower slopes for the unstable neurons (None:
+    the relaxation's default ones). The computed nu is one rounded product per element off
+    nu_exact: the caller owes UNIT |nu| . |x| (see backward_lower)."""
     if alpha is None:
-        choice = adaptive_slopes(l, u, tiny) if choice is None else choice
-        a = np.where(unstable, choice, active)[:, None, :]
-    else:
-        a = np.where(unstable[:, None, :], alpha, active[:, None, :])
-    positive, negative = np.maximum(lam, 0.0), np.minimum(lam, 0.0)
-    nu = positive * a + negative * s[:, None, :]  # one of the two products is zero
-    value = _rowwise(negative, t)
-    error = (gamma(lam.shape[-1]) * _rowwise(-negative, t) + UNIT * (np.abs(nu) @ mag) + UNDERFLOW * mag.sum())
-    return nu, value, inflate(error, 4)
+        lower = relaxation.lower[:, None, :]
+    else:  # stable neurons keep their exact slope (1 active, 0 inactive)
+        lower = np.where(relaxation.unstable[:, None, :], alpha, relaxation.lower[:, None, :])
+    nu = lam * np.where(lam >= 0, lower, relaxation.s[:, None, :])
+    value = _rowwise(np.minimum(lam, 0.0), relaxation.t)  # terms of one sign: error gamma |value|
+    return nu, value, inflate(gamma(lam.shape[-1]) * -value, 4)
 
 
-def with_split_multipliers(lam, beta, sign, mag):
-    """lam + beta * sign (the split s x <= 0 times beta >= 0), and the rounding's error."""
-    out = lam + beta * sign
-    return out, inflate(UNIT * (np.abs(out) @ mag) + UNDERFLOW * mag.sum(), 2)
+@dataclass
+class Relaxation:
+    """A ReLU layer's relaxation over P domains, each (P, n): the unstable neurons, the lower
+    slopes (the default ones where unstable; 1 where active, 0 where inactive) and the upper
+    lines s x + t."""
+
+    unstable: np.ndarray
+    lower: np.ndarray
+    s: np.ndarray
+    t: np.ndarray
+
+    @staticmethod
+    def of(l, u, choice, tiny: float) -> "Relaxation":
+        unstable = (l < 0) & (u > 0)
+        s, t = upper_line(l, u, tiny)
+        return Relaxation(unstable, np.where(unstable, choice, (l >= 0).astype(np.float64)), s, t)
+
+    def select(self, index) -> "Relaxation":
+        return Relaxation(*(a[index] for a in (self.unstable, self.lower, self.s, self.t)))
 
 
 def concretize(lam, lo, hi):
@@ -141,7 +157,9 @@ def concretize(lam, lo, hi):
 
 
 def _rowwise(lam, v):
-    """sum_n lam[p, m, n] v[p, n] (v may have a single row for every p): (P, m)."""
+    """sum_n lam[p, m, n] v[p, n] (v may have a single row for every p, or be one vector): (P, m)."""
+    if v.ndim == 1:
+        return lam @ v
     return (lam @ v[:, :, None])[..., 0]
 
 
@@ -159,24 +177,33 @@ class Domains:
     pre: list  # per ReLU layer: (l, u)
     choice: list = None  # per ReLU layer: default lower slopes
     rounding: list = None  # per primitive: float32 rounding bound of its result (P, n), None for ReLU
+    relax: list = None  # per ReLU layer: its Relaxation
 
     def __post_init__(self):
         self.choice = [] if self.choice is None else self.choice
         self.rounding = [] if self.rounding is None else self.rounding
+        self.relax = [] if self.relax is None else self.relax
 
-    def select(self, index) -> "Domains":
+    def select(self, index, backward_only: bool = False) -> "Domains":
+        """Domains index[i] of these; backward_only: only what backward_lower reads (boxes,
+        roundings, relaxations), to save the copies."""
+        rounding = [None if r is None else (r if len(r) == 1 else r[index]) for r in self.rounding]
+        relax = [r.select(index) for r in self.relax]
+        if backward_only:
+            return Domains(self.lo[index], self.hi[index], [], [], rounding, relax)
         return Domains(self.lo[index], self.hi[index], [(l[index], u[index]) for l, u in self.pre],
-                       [c[index] for c in self.choice],
-                       [None if r is None else (r if len(r) == 1 else r[index]) for r in self.rounding])
+                       [c[index] for c in self.choice], rounding, relax)
 
     def add_layer(self, l, u, tiny: float, overrides=None) -> None:
-        """Append layer len(pre)'s bounds; overrides: (rows, neurons, slopes) of recorded choices."""
+        """Append layer len(pre)'s bounds and relaxation; overrides: (rows, neurons, slopes) of
+        recorded slope choices."""
         choice = adaptive_slopes(l, u, tiny)
         if overrides is not None:
             rows, neurons, slopes = overrides
             choice[rows, neurons] = slopes
         self.pre.append((l, u))
         self.choice.append(choice)
+        self.relax.append(Relaxation.of(l, u, choice, tiny))
 
 
 def backward_lower(net: Network, root: Root, start: int, lam: np.ndarray, domains: Domains,
@@ -185,20 +212,30 @@ def backward_lower(net: Network, root: Root, start: int, lam: np.ndarray, domain
     (beta (P, m, n), sign (P, 1, n)) for split constraints sign * x <= 0."""
     alphas, betas = alphas or {}, betas or {}
     total = LowerSum(lam.shape[:2])
+    owed = None  # UNIT |x| per element: the last step's rounding of lam, charged with the next
+
+    def settle(lam, owed):
+        if owed is not None:
+            total.add(0.0, inflate(_rowwise(np.abs(lam), owed), lam.shape[-1]))
+
     for i in reversed(range(start)):
         prim = net.prims[i]
         if prim.kind == "relu":
             k = prim.layer
-            lam, value, error = relu_back(lam, *domains.pre[k], alphas.get(k), root.mag[i], root.tiny[k],
-                                          domains.choice[k])
-            total.add(value, error)
-            if k in betas:
-                lam, error = with_split_multipliers(lam, *betas[k], root.mag[i])
-                total.add(0.0, error)
+            settle(lam, owed)
+            lam, value, error = relu_back(lam, domains.relax[k], alphas.get(k))
+            total.add(value, error + UNDERFLOW * root.mag[i].sum())
+            owed = UNIT * root.mag[i]
+            if k in betas:  # the split s x <= 0 times beta >= 0, added to lam (rounded once more)
+                settle(lam, owed)
+                beta, sign = betas[k]
+                lam = lam + beta * sign
         else:
-            rounding = inflate(_rowwise(np.abs(lam), domains.rounding[i]), prim.n_out)  # |lam| . r
-            lam, value, error = linear_back(prim, lam, root.amag[i], root.extra[i])
-            total.add(value, error + rounding)
+            coefficient = root.charge[i] + domains.rounding[i] + (0.0 if owed is None else owed)
+            owed = None
+            lam, value, error = linear_back(prim, lam, coefficient)
+            total.add(value, error)
+    settle(lam, owed)
     total.add(*concretize(lam, domains.lo, domains.hi))
     return total.lower()
 
@@ -236,10 +273,11 @@ def tighten_pairs(net: Network, root: Root, layer: int, domains: Domains, l, u, 
     widest = max(net.sizes[: start + 1])
     chunk = max(1, _MAX_ELEMENTS // (2 * widest))
     l, u = l.copy(), u.copy()
-    sub = Domains(domains.lo, domains.hi, domains.pre[:layer], domains.choice[:layer], domains.rounding[:start])
+    sub = Domains(domains.lo, domains.hi, domains.pre[:layer], domains.choice[:layer], domains.rounding[:start],
+                  domains.relax[:layer])
     for part in range(0, len(boxes), chunk):
         b, j = boxes[part:part + chunk], neurons[part:part + chunk]
-        chosen = sub if len(sub.lo) == 1 else sub.select(b)  # one domain: broadcast, no copies
+        chosen = sub if len(sub.lo) == 1 else sub.select(b, backward_only=slopes is None)  # one: broadcast
         alphas = slopes(b, j, chosen) if slopes is not None else None
         lower = backward_lower(net, root, start, unit_rows(net.sizes[start], j), chosen, alphas)
         l[b, j] = np.maximum(l[b, j], lower[:, 0])
@@ -344,8 +382,7 @@ def forward_bounds(net: Network, root: Root, lo, hi, choices: dict | None = None
             u = np.minimum(u, _fn_extreme(a_up, b_up, lo, hi, lower=False))
             domains.add_layer(l, u, root.tiny[prim.layer], choices.get(prim.layer))
             domains.rounding.append(None)
-            a_lo, b_lo, a_up, b_up = _relu_forward(a_lo, b_lo, a_up, b_up, l, u, magx, root.tiny[prim.layer],
-                                                   domains.choice[-1])
+            a_lo, b_lo, a_up, b_up = _relu_forward(a_lo, b_lo, a_up, b_up, domains.relax[-1], magx)
             l, u = np.maximum(l, 0.0), np.maximum(u, 0.0)
         else:
             a_lo, b_lo, a_up, b_up = _linear_forward(prim, a_lo, b_lo, a_up, b_up, magx, root.extra[i])
@@ -392,12 +429,10 @@ def _linear_forward(prim, a_lo, b_lo, a_up, b_up, magx, extra):
     return new_a_lo, new_b_lo, new_a_up, new_b_up
 
 
-def _relu_forward(a_lo, b_lo, a_up, b_up, l, u, magx, tiny, choice):
+def _relu_forward(a_lo, b_lo, a_up, b_up, relaxation: Relaxation, magx):
     """relu(x) >= a x >= a L(x) (a in {0, 1}: the layer's slope choice, exact products) and
     relu(x) <= s x + t <= s U(x) + t."""
-    active, unstable = l >= 0, (l < 0) & (u > 0)
-    a = np.where(unstable, choice, active.astype(np.float64))
-    s, t = upper_line(l, u, tiny)
+    a, s, t = relaxation.lower, relaxation.s, relaxation.t
     new_a_lo, new_b_lo = a[:, None, :] * a_lo, a * b_lo
     new_a_up, new_b_up = s[:, None, :] * a_up, s * b_up + t
     size = np.einsum("bx,bxn->bn", magx, np.abs(new_a_up)) + np.abs(s * b_up) + np.abs(new_b_up)
