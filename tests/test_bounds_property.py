@@ -141,7 +141,7 @@ def test_alpha_on_open_boxes_is_sound_and_never_looser(graphs, family):
     spec = Spec(torch.as_tensor(rng.normal(size=(m, graph.output_size))), torch.full((m,), 1e9),
                 torch.arange(m), m)  # thresholds no bound beats: every box stays open
     query = SimpleNamespace(refuted=lambda lower, s: refuted_disjuncts(lower, s.d, torch.zeros_like(s.d), s.owner,
-                                                                       s.n_disjuncts))
+                                                                       s.n_disjuncts), recorder=None)
     lower, lam, state = bound_boxes(graph, lo, hi, spec)
     better, _, _ = optimize_open_boxes(query, spec, state, lower, lam, query.refuted(lower, spec))
     assert (better >= lower).all()

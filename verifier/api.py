@@ -63,14 +63,36 @@ def bounds(model, box, method: str = "crown", device: str = "cpu") -> tuple[np.n
 
 
 def verify(model_path: str | Path, spec_path: str | Path, timeout: float = 300.0,
-           started: float | None = None, **options) -> Result:
-    """Decide whether the ONNX model violates the VNN-LIB property: sat, unsat, unknown or timeout."""
+           started: float | None = None, certificate: str | Path | None = None, **options) -> Result:
+    """Decide whether the ONNX model violates the VNN-LIB property: sat, unsat, unknown or timeout.
+
+    certificate: for unsat, write a certificate there that `verifier.certcheck` re-checks
+    independently (the SDP stage is skipped then: its bounds are not part of certificates)."""
     started = time.monotonic() if started is None else started
     opts = Options(timeout=timeout, **options)
+    if certificate is not None and opts.method == "smt":
+        from verifier.errors import UserError
+
+        raise UserError("--certificate is not available with --method smt (z3's answers cannot be re-checked)")
     graph = load_model(model_path)
     regions = load_spec(spec_path, graph)
     from verifier.attack.replay import OnnxRunner  # the heavy imports (torch) after the checks
     from verifier.pipeline import Query, run
 
     query = Query(graph, regions, OnnxRunner(str(model_path)), opts, started)
-    return run(query)
+    if certificate is not None:
+        from verifier.certify.recorder import Recorder
+
+        query.recorder = Recorder(graph)
+    result = run(query)
+    if certificate is not None:
+        _write_certificate(query.recorder, result, certificate, model_path, spec_path)
+    return result
+
+
+def _write_certificate(recorder, result: Result, path, model_path, spec_path) -> None:
+    if result.verdict != "unsat":
+        result.stage += f"; no certificate ({result.verdict})"
+        return
+    size = recorder.write(str(path), str(model_path), str(spec_path))
+    result.stage += f"; certificate {path} ({size / 1024:.0f} KiB)"

@@ -31,6 +31,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="branch and bound on input boxes or ReLU neurons (default: chosen per problem)")
     v.add_argument("--method", choices=["auto", "smt"], default="auto",
                    help="auto: the staged pipeline; smt: the exact z3 path alone (for testing and comparison)")
+    v.add_argument("--certificate", help="for unsat, write a certificate here (check it with check-certificate)")
+
+    k = sub.add_parser("check-certificate", help="re-check an unsat certificate independently of the verifier: "
+                       "valid (exit 0) or invalid (exit 1)")
+    k.add_argument("model", help="ONNX model")
+    k.add_argument("spec", help="VNN-LIB property")
+    k.add_argument("certificate", help="the file written by verify --certificate")
+    k.add_argument("--trust-z3", action="store_true", help="accept leaves closed by z3 (marked trusted-z3) "
+                   "without re-checking them")
+    k.add_argument("--ignore-hashes", action="store_true", help="check even when the model's or the spec's "
+                   "sha256 differs from the certificate's")
 
     b = sub.add_parser("bounds", help="bounds of every output over the spec's input boxes")
     b.add_argument("model")
@@ -178,7 +189,7 @@ def _verify(args, started: float, reporter: Reporter) -> int:
         _check_device(args.device)
         result = api.verify(args.model, args.spec, timeout=args.timeout, started=started,
                             device=args.device, seed=args.seed, split=args.split,
-                            method=args.method)
+                            method=args.method, certificate=args.certificate)
     except UserError as e:
         reporter.report("error\n", f"error: {e}")
         return EXIT_USER_ERROR
@@ -239,11 +250,32 @@ def cmd_soundness(args) -> int:
     return 1 if report.failed else 0
 
 
+def cmd_check_certificate(args) -> int:
+    """Imports only verifier.certcheck (numpy and onnx): none of the verifier's engine."""
+    from verifier.certcheck import CheckerError, check_certificate
+
+    try:
+        for path in (args.model, args.spec, args.certificate):
+            if not os.path.isfile(path):
+                raise CheckerError(f"{path}: file not found")
+        outcome = check_certificate(args.model, args.spec, args.certificate, trust_z3=args.trust_z3,
+                                    check_hashes=not args.ignore_hashes)
+    except CheckerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    print(outcome.message)
+    stats = outcome.stats
+    print(f"{stats.get('leaves', 0)} leaves checked in {stats.get('seconds', 0):.2f} s", file=sys.stderr)
+    return 0 if outcome.valid else 1
+
+
 def main(argv: list[str] | None = None, started: float | None = None) -> int:
     started = time.monotonic() if started is None else started
     args = build_parser().parse_args(argv)
     if args.command == "verify":
         return cmd_verify(args, started)
+    if args.command == "check-certificate":
+        return cmd_check_certificate(args)
     from verifier.errors import UserError
 
     try:

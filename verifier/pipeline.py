@@ -43,6 +43,7 @@ class Query:
         self._float_errors: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
         self.notes: list[str] = []  # lines for stderr (e.g. why no unsat is possible)
         self.progress = "start"  # the stage running (with its tree size): a timeout's stage
+        self.recorder = None  # a certify.Recorder when an unsat certificate is asked for
         self.missing_error_rules = missing_error_rules(self.graph64)
         if self.missing_error_rules:
             self.notes.append("no unsat possible: no float32 error rule for "
@@ -284,7 +285,9 @@ def branch_and_bound(query: Query, region: Region):
     from verifier.sdp.stage import sdp_stage
 
     query.progress = "sdp"
-    region, sdp_note = sdp_stage(query, region)  # low-rank SDP first, under a small budget
+    sdp_note = ""
+    if query.recorder is None:  # the SDP's certificates are not part of unsat certificates
+        region, sdp_note = sdp_stage(query, region)  # low-rank SDP first, under a small budget
     if region is None:
         return BabOutcome("unsat", None, 0, sdp_note)
     spec = query.spec(region)
@@ -376,4 +379,7 @@ def crown_proves(query: Query, region: Region, state) -> bool:
     """CROWN's bounds (`state`, from crown_state) refute every disjunct of the region."""
     spec = query.spec(region)
     lower = output_lower_bounds(state, spec.C.unsqueeze(0))
-    return bool(query.refuted(lower, spec).all())
+    proved = bool(query.refuted(lower, spec).all())
+    if proved and query.recorder is not None:
+        query.recorder.crown_region(region, spec)
+    return proved

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 import torch
 
 from verifier.attack.pgd import disjunct_tensors, pgd_steps
-from verifier.graph.evaluate import evaluate
 from verifier.ops import RULES
 from verifier.ops.activation import Relu, SShaped
 

@@ -15,6 +15,7 @@ from verifier.bab.common import BabOutcome, try_counterexamples
 from verifier.boundprop.engine import BoundState, crown, needs_tight_bounds, output_lower_bounds, parameter_nodes
 from verifier.boundprop.forward import forward_bounds
 from verifier.boundprop.optimize import Spec, optimize_bounds
+from verifier.certify.recorder import box_proof
 
 
 _FORWARD_SLACK = 0.1  # relative loss of root margin accepted for forward-mode bounds
@@ -78,7 +79,9 @@ def optimize_open_boxes(query, spec: Spec, state, lower, lam, refuted, steps: in
         return lower, lam, refuted
     sub = state.select(open_boxes)
     record = {state.graph.input_name: None}
-    better, _, _ = optimize_bounds(sub, spec, steps, lr_alpha=_ALPHA_LR, record=record)
+    better, alphas, _ = optimize_bounds(sub, spec, steps, lr_alpha=_ALPHA_LR, record=record)
+    if query.recorder is not None:
+        query.recorder.box_slopes(sub, open_boxes, alphas)
     lower, lam = lower.clone(), lam.clone()
     lower[open_boxes] = torch.maximum(lower[open_boxes], better)
     lam[open_boxes] = _input_coefficients(record[state.graph.input_name], better, lam.shape[2])
@@ -171,6 +174,7 @@ def input_split_bab(query, region, spec: Spec, batch: int = 1024) -> BabOutcome:
     intermediate = choose_intermediate_bounds(graph, lo, hi, spec, query.check_time)
     # the bounds a box passes on to its halves (forward-mode intermediate bounds ignore them)
     tight = needs_tight_bounds(graph) if intermediate is crown else {}
+    proof = box_proof(query, region, spec, "crown" if intermediate is crown else "forward")
     while True:
         query.check_time()
         lower, lam, state = bound_boxes(graph, pending_lo, pending_hi, spec, intermediate, pending_bounds,
@@ -180,6 +184,8 @@ def input_split_bab(query, region, spec: Spec, batch: int = 1024) -> BabOutcome:
         refuted = query.refuted(lower, spec)
         if boxes_bounded > _ALPHA_AFTER_BOXES:
             lower, lam, refuted = optimize_open_boxes(query, spec, state, lower, lam, refuted)
+        if proof is not None:
+            proof.round_closed(spec, pending_lo, pending_hi, lower, refuted, state)
         still_open = ~refuted.all(1)
         worst = spec.disjunct_margins(lower).masked_fill(refuted, float("inf")).min(1).values
         if still_open.any():
@@ -193,6 +199,8 @@ def input_split_bab(query, region, spec: Spec, batch: int = 1024) -> BabOutcome:
         if queue.empty():
             return BabOutcome("unsat", None, boxes_bounded)
         chosen_lo, chosen_hi, chosen_dims, chosen_bounds = queue.pop_worst(batch)
+        if proof is not None:
+            proof.split(chosen_lo, chosen_hi, chosen_dims)
         pending_lo, pending_hi = bisect(chosen_lo, chosen_hi, chosen_dims)
         pending_bounds = {k: (torch.cat([l, l]), torch.cat([u, u])) for k, (l, u) in chosen_bounds.items()}
 

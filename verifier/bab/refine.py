@@ -87,6 +87,8 @@ def _grow_trees(sub: BoundState, rows: torch.Tensor, start: torch.Tensor, deadli
     roots = root_domains(sub, spec).select(torch.zeros_like(tree))
     roots.lower = start.unsqueeze(1)
     domains = bound_domains(sub, spec, roots, ITERATIONS)
+    if sub.recorder is not None:  # a certificate: every bounded domain of the trees
+        sub.recorder.lemma_domains(rows, tree, domains)
     seen = _least_values_at_corners(sub, rows, tree, domains)
     closed_worst = start.new_full((trees,), float("inf"))
     pre_activation = {n.name: n.inputs[0] for n in relu_nodes(sub)}
@@ -107,6 +109,8 @@ def _grow_trees(sub: BoundState, rows: torch.Tensor, start: torch.Tensor, deadli
         children = split_children(chosen, neuron, pre_activation)
         child_tree = tree[pick].repeat(2)
         children = bound_domains(sub, _spec(rows[child_tree]), children, ITERATIONS)
+        if sub.recorder is not None:
+            sub.recorder.lemma_domains(rows, child_tree, children)
         seen = torch.minimum(seen, _least_values_at_corners(sub, rows, child_tree, children))
         domains = Domains.concat([domains.select(keep), children])
         tree = torch.cat([tree[keep], child_tree])
@@ -156,4 +160,5 @@ def _state_below(state: BoundState, name: str) -> BoundState:
     sub = BoundState(sub_graph, state.lo, state.hi)
     sub.bounds.update({k: v for k, v in state.bounds.items() if k in needed})
     sub.deadline_check = state.deadline_check
+    sub.recorder = state.recorder
     return sub

@@ -24,6 +24,7 @@ from verifier.bab.leaf_lp import betas_from, solve_leaf
 from verifier.boundprop.engine import SEARCH_DTYPE, BoundState, crown, needs_tight_bounds
 from verifier.ops import RULES
 from verifier.boundprop.optimize import Spec, initial_alphas, initial_betas, optimize_bounds, relu_nodes
+from verifier.certify.recorder import relu_split_proof
 
 INTERMEDIATE_ITERATIONS = 10  # alpha-CROWN steps per intermediate node, at the root only
 ROOT_ITERATIONS = 40
@@ -97,7 +98,9 @@ def relu_split_bab(query, region, spec: Spec) -> BabOutcome:
     lo = torch.as_tensor(region.lo, dtype=torch.float64, device=graph.device).unsqueeze(0)
     hi = torch.as_tensor(region.hi, dtype=torch.float64, device=graph.device).unsqueeze(0)
     query.progress = "relu split (root)"
-    root_state = crown(graph, lo, hi, iterations=INTERMEDIATE_ITERATIONS, deadline_check=query.check_time)
+    root_state = BoundState(graph, lo, hi)
+    root_state.recorder = relu_split_proof(query, region, spec)  # None unless a certificate is asked for
+    crown(graph, lo, hi, state=root_state, iterations=INTERMEDIATE_ITERATIONS, deadline_check=query.check_time)
     query.check_time()
     root = _bound_root(root_state, spec)
     proven: set[int] = set()
@@ -120,12 +123,18 @@ def _trees(query, region, spec: Spec, root_state: BoundState, root: "Domains", p
     """A tree per disjunct neither the root nor an earlier tree (`proven`, which grows)
     refutes; unknown when one is still open at stop_at."""
     refuted = query.refuted(root.lower, spec)[0]
+    proof = root_state.recorder
     for k in range(spec.n_disjuncts):
         if refuted[k] or k in proven:
+            if refuted[k] and k not in proven and proof is not None:
+                proof.root_refutes(k, spec)
             continue
         rows = spec.rows_of(k)
-        outcome = _tree(query, _one_disjunct(region, k), spec.only_disjunct(k), root_state, root.only_rows(rows),
-                        stop_at)
+        if proof is not None:
+            proof.tree_begin(k, rows)
+        outcome = _tree(query, _one_disjunct(region, k), spec.only_disjunct(k), root_state, root.only_rows(rows), stop_at)
+        if proof is not None:
+            proof.tree_end(outcome.verdict == "unsat")
         bounded += outcome.domains
         if outcome.verdict != "unsat":
             outcome.domains = bounded
@@ -154,6 +163,8 @@ def refine_root(query, spec: Spec, root_state: BoundState, root: Domains, layers
         if left <= 0:
             break
         before = unstable_count(root_state)
+        if root_state.recorder is not None:
+            root_state.recorder.refine_begin(name)
         l, u = refine_node(root_state, name, time.monotonic() + left * LAYER_SHARE)
         root_state.set_bounds(name, l, u)
         crown(root_state.graph, root_state.lo, root_state.hi, state=root_state,
@@ -165,7 +176,10 @@ def refine_root(query, spec: Spec, root_state: BoundState, root: Domains, layers
 
 
 def _bound_root(state: BoundState, spec: Spec) -> Domains:
-    return bound_domains(state, spec, root_domains(state, spec), ROOT_ITERATIONS)
+    root = bound_domains(state, spec, root_domains(state, spec), ROOT_ITERATIONS)
+    if state.recorder is not None:
+        state.recorder.root_bound(state, root)
+    return root
 
 
 def _tree(query, region, spec: Spec, root_state: BoundState, domains: Domains,
@@ -177,6 +191,8 @@ def _tree(query, region, spec: Spec, root_state: BoundState, domains: Domains,
     batch = int(max(1, min(1024, _MEMORY_ELEMENTS // max(per_domain, 1))))
     while True:
         refuted = query.refuted(domains.lower, spec).all(1)
+        if root_state.recorder is not None and refuted.any():
+            root_state.recorder.tree_leaves(domains.select(refuted))
         domains = domains.select(~refuted)
         if len(domains) == 0:
             return BabOutcome("unsat", None, bounded)
@@ -357,13 +373,17 @@ def _close_leaves(query, region, spec, root, leaves: Domains, pre_activation: di
                 if witness is not None:
                     return BabOutcome("sat", witness, len(leaves))
             betas = betas_from(multipliers, _cast(leaf.betas, torch.float64))
-            lower, _, _ = optimize_bounds(state, spec, 0, alphas=_cast(leaf.alphas, torch.float64),
-                                          betas=betas, splits=leaf.splits)
+            alphas = _cast(leaf.alphas, torch.float64)
+            lower, _, _ = optimize_bounds(state, spec, 0, alphas=alphas, betas=betas, splits=leaf.splits)
             if query.refuted(lower, spec).all():
+                if root.recorder is not None:
+                    root.recorder.tree_lp_leaf(leaf.splits, alphas, betas)
                 continue
         outcome = _exact_leaf(query, region, spec, root, leaf)
         if outcome is not None:
             return outcome
+        if root.recorder is not None:
+            root.recorder.tree_z3_leaf(leaf, region, spec)
     return None
 
 

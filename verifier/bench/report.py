@@ -5,7 +5,6 @@ import csv
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from verifier.bench.runner import Outcome
 from verifier.bench.scoring import TIMEOUT, Tally, classify

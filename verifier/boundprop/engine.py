@@ -44,6 +44,7 @@ class BoundState:
         self.alphas: dict[str, torch.Tensor] = {}
         self.lam_offsets: dict[str, torch.Tensor] = {}  # pre-activation -> beta * sign (B, m, *shape)
         self.deadline_check = None  # called between the passes of long computations; raises to stop
+        self.recorder = None  # certificate recording (verifier/certify), set only when one is asked for
 
     def check_time(self) -> None:
         if self.deadline_check is not None:
@@ -235,6 +236,8 @@ def optimized_backward(state: BoundState, start: str, C: torch.Tensor, iteration
         return backward(state, start, C)
     search = state if state.lo.dtype == SEARCH_DTYPE else state.cast(SEARCH_DTYPE)
     slopes = _best_slopes(search, start, C.to(SEARCH_DTYPE), nodes, iterations, lr)
+    if state.recorder is not None:
+        state.recorder.intermediate_slopes(state, start, C, slopes)
     saved, state.alphas = state.alphas, {name: a.to(state.lo.dtype) for name, a in slopes.items()}
     try:
         with torch.no_grad():

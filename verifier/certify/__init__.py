@@ -1,0 +1,1 @@
+"""Unsat certificates: recorded while the verifier runs, checked by verifier.certcheck."""
