@@ -347,11 +347,11 @@ def test_a_worker_killed_mid_instance_errs_its_own_row_only(tmp_path, fake_comma
             ["onnx/n.onnx", "unsat_3.vnnlib", "30", "unsat"]]
     csv_path = make_suite(tmp_path / "suite", rows, ["onnx", "vnnlib", "timeout", "expected"])
     outcomes, _, out = run_bench(csv_path, tmp_path, fake_command, jobs=2)
-    assert [(o.verdict, o.note) for o in outcomes] == [("sat", ""), ("error", "worker killed by SIGKILL"),
+    assert [(o.verdict, o.note) for o in outcomes] == [("sat", ""), ("error", "worker killed by SIGKILL (out of memory?)"),
                                                        ("unsat", "")]
     with open(out, newline="") as f:  # rows in the order they finished
         notes = {r["vnnlib"]: r["note"] for r in csv.DictReader(f)}
-    assert notes == {"sat_1.vnnlib": "", "suicide_2.vnnlib": "worker killed by SIGKILL", "unsat_3.vnnlib": ""}
+    assert notes == {"sat_1.vnnlib": "", "suicide_2.vnnlib": "worker killed by SIGKILL (out of memory?)", "unsat_3.vnnlib": ""}
 
 
 def test_memory_cap_turns_a_blow_up_into_one_error_row(tmp_path, fake_command):
@@ -367,11 +367,12 @@ def test_memory_cap_turns_a_blow_up_into_one_error_row(tmp_path, fake_command):
 
 
 def test_memory_cap_defaults_to_a_fair_share_of_the_ram():
-    from verifier.bench.memory import total_ram
+    from verifier.bench.memory import HEADROOM, total_ram
     from verifier.bench.suite_run import _worker_settings
 
-    assert _worker_settings(1, None, None, None, None, None).memory_limit == total_ram()
-    assert _worker_settings(4, None, None, None, None, None).memory_limit == total_ram() // 4
+    assert HEADROOM < 1  # a cap at the whole RAM would leave the kernel's OOM killer to act first
+    assert _worker_settings(1, None, None, None, None, None).memory_limit == int(total_ram() * HEADROOM)
+    assert _worker_settings(4, None, None, None, None, None).memory_limit == int(total_ram() * HEADROOM * 0.25)
     assert _worker_settings(4, None, None, None, None, 1.5).memory_limit == int(1.5 * 2 ** 30)
     assert _worker_settings(1, None, "", 2, None, None).memory_limit is None  # each Ray task: its node's share
     assert _worker_settings(1, None, "", 2, None, None).threads == 2

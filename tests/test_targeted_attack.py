@@ -127,3 +127,22 @@ def test_a_hinged_run_ends_in_its_subdomain(monkeypatch):
     end_gap = pre(last["x"]) * sides
     assert torch.all(start_gap < 0) and start_gap.min() < -0.05 * float(u[unit] - l[unit])
     assert torch.all(end_gap > -1e-3 * float(u[unit] - l[unit]))
+
+
+def test_targets_in_the_first_activation_layer_have_no_feeders(tmp_path):
+    """One hidden ReLU layer (safenlp's shape): every target's pre-activation is a function of
+    the input alone, so its hinge is its own and no feeder weights are taken (autograd has
+    nothing to differentiate; this raised before)."""
+    import onnx_factory as factory
+    from verifier.spec.region import Disjunct, Region
+
+    rng = np.random.default_rng(3)
+    b = factory.OnnxBuilder([1, 6], rng=rng)
+    y = factory._dense(b, factory._dense(b, b.input, 6, 12, rng, "Relu"), 12, 2, rng)
+    graph = api.load_model(factory.save(b.model(y), tmp_path / "one_layer.onnx"))
+    region = Region(np.full(6, -1.0), np.full(6, 1.0), [Disjunct(np.array([[1.0, -1.0]]), np.array([0.0]))])
+    graph32, state, targets = root_targets(graph, region, 4)
+    (relu,) = activation_nodes(graph32)
+    assert len(targets) > 0
+    own = targets.coefficients[relu.inputs[0]]
+    assert ((own != 0).sum(1) == 1).all()  # the target's own hinge only

@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", choices=["cpu", "cuda"], help="device of every instance (default: the "
                    "verifier's, CUDA where present); with --ray, cuda reserves one GPU per task")
     r.add_argument("--memory-limit", type=float, metavar="GB", help="kill an instance whose memory passes "
-                   "this (reported as error: out of memory); default: the RAM divided by --jobs (on Ray: a "
+                   "this (reported as error: out of memory); default: 85%% of the RAM divided by --jobs (on Ray: a "
                    "node's RAM divided among its CPUs, times --cpus-per-task)")
     r.add_argument("--resume", action="store_true", help="keep the rows already in --out and run only the "
                    "others (after an interrupted or killed run)")

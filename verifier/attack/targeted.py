@@ -122,6 +122,7 @@ def _hinge_coefficients(graph32, state, nodes, units, sides) -> dict[str, torch.
     return Q
 
 
+@torch.enable_grad()
 def _direct_weights(graph32, nodes, units) -> dict[str, torch.Tensor]:
     """d pre(target) / d act(unit) (T, size) per activation node, through affine paths only
     (every activation output is cut loose from its input), taken at the origin: the graph
@@ -138,6 +139,8 @@ def _direct_weights(graph32, nodes, units) -> dict[str, torch.Tensor]:
         values[node.name] = out
     pre = torch.cat([values[n.inputs[0]].flatten(1) for n in nodes], 1)
     chosen = pre[torch.arange(T), units.to(pre.device)]
+    if not chosen.requires_grad:  # every target in the first activation layer: it has no feeders
+        return {}
     grads = torch.autograd.grad(chosen.sum(), list(leaves.values()), allow_unused=True)
     return {name: g.detach().flatten(1).float().cpu() for name, g in zip(leaves, grads) if g is not None}
 

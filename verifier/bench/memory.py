@@ -14,9 +14,12 @@ def total_ram() -> int:
     return _PAGE * os.sysconf("SC_PHYS_PAGES")
 
 
+HEADROOM = 0.85  # of the RAM shared out: the system and the bench keep the rest, so the cap acts before the kernel's OOM killer
+
+
 def fair_share(share: float) -> int:
-    """This share of the machine's RAM, in bytes."""
-    return int(total_ram() * min(1.0, share))
+    """This share of the machine's RAM (less the headroom), in bytes."""
+    return int(total_ram() * HEADROOM * min(1.0, share))
 
 
 def gigabytes(value: float) -> int:

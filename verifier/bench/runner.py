@@ -297,6 +297,8 @@ def _wait(worker, seconds: float, memory_limit: int | None) -> tuple[str, str]:
 def _signal_note(exit_code: int | None) -> str:
     if exit_code is None or exit_code >= 0:
         return ""
+    if -exit_code == signal.SIGKILL:  # not by us: the kernel's OOM killer, most likely
+        return "worker killed by SIGKILL (out of memory?)"
     try:
         return f"worker killed by {signal.Signals(-exit_code).name}"
     except ValueError:
