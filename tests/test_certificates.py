@@ -123,6 +123,35 @@ def test_reader_matches_onnxruntime_and_bounds_contain_samples(tmp_path):
     assert checked >= 8
 
 
+@pytest.mark.parametrize("kind", ["gemm", "conv"])
+def test_checker_charges_the_engines_float32_rounding(kind, tmp_path):
+    """The checker's rounding rule, written again, gives the engine's bound for one op: no less
+    (it would accept what the engine cannot prove), no more (a looser checker rejects the
+    certificates of rows with tight margins, as ACAS Xu's did when the two rules drifted)."""
+    import torch
+
+    from verifier import api
+    from verifier.float_error import local_rounding
+
+    rng = np.random.default_rng(5)
+    if kind == "gemm":
+        b = factory.OnnxBuilder([1, 7], rng=rng)
+        y = b.add("Gemm", [b.input, b.weight(5, 7, fan_in=7), b.weight(5, fan_in=1)], transB=1)
+    else:
+        b = factory.OnnxBuilder([1, 2, 5, 5], rng=rng)
+        y = b.add("Conv", [b.input, b.weight(3, 2, 3, 3, fan_in=18), b.weight(3, fan_in=1)])
+    path = factory.save(b.model(y), tmp_path / f"{kind}.onnx")
+    (prim,) = read_network(path).prims
+    graph = api.load_model(path).to(torch.float64)
+    (node,) = graph.nodes
+    mag = rng.uniform(0.0, 3.0, size=prim.n_in)
+    m = torch.as_tensor(mag).reshape(1, *graph.input_shape)
+    engine = local_rounding(node, lambda name: (-m, m)).flatten().numpy()
+    checker = np.asarray(prim.rounding(mag)).flatten()
+    assert (checker >= engine).all()
+    np.testing.assert_allclose(checker, engine, rtol=1e-6)
+
+
 def test_unsupported_op_is_named(tmp_path):
     b = factory.OnnxBuilder([1, 3])
     y = b.add("Sigmoid", [b.add("Gemm", [b.input, b.weight(3, 3), b.weight(3, fan_in=1)], transB=1)])

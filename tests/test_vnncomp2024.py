@@ -1,7 +1,8 @@
-"""The VNN-COMP 2024 networks of the index, structural and step ops (slow; they skip without
-../shared/vnncomp2024 or $VNNCOMP2024_DIR): every network that loads evaluates like onnxruntime
-in its spec's box, and the sat rows of cctsdb_yolo, traffic_signs_recognition and cgan are found
-with counterexamples that onnxruntime confirms."""
+"""The VNN-COMP 2024 networks (slow; they skip without ../shared/vnncomp2024 or
+$VNNCOMP2024_DIR): every network loads, evaluates like onnxruntime in its spec's box, and gets
+IBP and CROWN bounds that contain onnxruntime's outputs at sampled points of the box; the sat
+rows of cctsdb_yolo, traffic_signs_recognition and cgan are found with counterexamples that
+onnxruntime confirms."""
 from __future__ import annotations
 
 import csv
@@ -9,15 +10,14 @@ import os
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 import torch
 
 import verifier
 from onnx_factory import one_torch_thread, run_onnxruntime  # noqa: F401  (a fixture)
 from test_verify import replay
+from verifier.api import bounds as model_bounds
 from verifier.decide import violates
-from verifier.errors import UnsupportedModel
 from verifier.graph.evaluate import evaluate
 from verifier.graph.onnx_loader import load_onnx
 from verifier.spec.vnnlib import parse_vnnlib
@@ -25,8 +25,6 @@ from verifier.spec.vnnlib import parse_vnnlib
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 DIR = Path(os.environ.get("VNNCOMP2024_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "vnncomp2024")
-# ops of the smooth nonlinear families (issue 17, part b): a network needing one is skipped here
-OTHER_BRANCH = {"Softmax", "ReduceSum", "ReduceMean", "Pow", "Sin", "Cos", "Exp", "Log", "Sqrt", "Reciprocal"}
 
 
 def _rows(benchmark: str | None = None, expected: str | None = None) -> list:
@@ -51,29 +49,39 @@ def _first_row_per_network() -> list:
     return params
 
 
-def _load_or_skip(path: Path):
-    try:
-        return load_onnx(path)
-    except UnsupportedModel as error:
-        missing = {op for op in OTHER_BRANCH if f"{op} (node" in str(error)}
-        if missing:
-            pytest.skip(f"needs {', '.join(sorted(missing))} (the smooth op families)")
-        raise
-
-
 @pytest.mark.parametrize("row", _first_row_per_network())
 def test_network_matches_onnxruntime_in_its_box(row):
+    model, graph, region, x, reference = _sampled(row)
+    y = evaluate(graph.to(torch.float64), torch.as_tensor(x, dtype=torch.float64)).reshape(len(x), -1).numpy()
+    scale = max(float(np.abs(reference).max()), 1e-6)
+    np.testing.assert_allclose(y, reference, rtol=1e-5, atol=1e-5 * scale)
+
+
+def _sampled(row):
+    """The network, its first region, 19 float32 points of the box (16 random, both corners,
+    the centre) and onnxruntime's outputs there."""
     model = DIR / row["onnx"]
-    graph = _load_or_skip(model)
+    graph = load_onnx(model)
     region = parse_vnnlib(DIR / row["vnnlib"], n_inputs=graph.input_size, n_outputs=graph.output_size)[0]
     rng = np.random.default_rng(0)
     x = np.concatenate([region.lo + (region.hi - region.lo) * rng.random((16, region.lo.size)),
                         [region.lo, region.hi, (region.lo + region.hi) / 2]])
     x = x.astype(np.float32).reshape(len(x), *graph.input_shape)
-    reference = run_onnxruntime(model, x).reshape(len(x), -1)
-    y = evaluate(graph.to(torch.float64), torch.as_tensor(x, dtype=torch.float64)).reshape(len(x), -1).numpy()
-    scale = max(float(np.abs(reference).max()), 1e-6)
-    np.testing.assert_allclose(y, reference, rtol=1e-5, atol=1e-5 * scale)
+    return model, graph, region, x, run_onnxruntime(model, x).reshape(len(x), -1)
+
+
+@pytest.mark.parametrize("row", _first_row_per_network())
+@pytest.mark.parametrize("method", ["ibp", "crown"])
+def test_bounds_contain_onnxruntime_outputs(row, method):
+    """`cli.py bounds --method ibp|crown` on the spec's box (the float32 rounding charged):
+    finite where CROWN is, and containing onnxruntime's outputs at the sampled points."""
+    _, graph, region, x, reference = _sampled(row)
+    inside = ((x.reshape(len(x), -1) >= region.lo) & (x.reshape(len(x), -1) <= region.hi)).all(1)
+    lower, upper = model_bounds(graph, region, method=method)
+    assert (lower <= upper).all()
+    assert (reference[inside] >= lower).all() and (reference[inside] <= upper).all()
+    if method == "crown":
+        assert np.isfinite(lower).all() and np.isfinite(upper).all()
 
 
 def _assert_found(model, spec, timeout=120.0, confirm_on=None):
@@ -97,24 +105,6 @@ def test_cgan_sat_rows_are_found(row):
 
 
 @pytest.mark.parametrize("row", _rows("traffic_signs_recognition_2023", "sat"))
-def test_traffic_signs_sat_rows_are_found(row, tmp_path):
-    """On the network as given where Softmax loads; otherwise on its logits (Softmax removed:
-    it keeps the order of the outputs, so the spec's Y_i >= Y_j rows mean the same), and the
-    counterexample must then violate the spec on the network as given."""
-    model = DIR / row["onnx"]
-    try:
-        load_onnx(model)
-        target = str(model)
-    except UnsupportedModel:
-        target = _without_softmax(model, tmp_path / "logits.onnx")
-    _assert_found(target, str(DIR / row["vnnlib"]), confirm_on=str(model))
-
-
-def _without_softmax(model: Path, out: Path) -> str:
-    m = onnx.load(str(model))
-    softmax = next(n for n in m.graph.node if n.op_type == "Softmax")
-    assert softmax.output[0] == m.graph.output[0].name
-    m.graph.node.remove(softmax)
-    m.graph.output[0].name = softmax.input[0]
-    onnx.save(m, str(out))
-    return str(out)
+def test_traffic_signs_sat_rows_are_found(row):
+    """Through the final Softmax (the attack searches its logits)."""
+    _assert_found(str(DIR / row["onnx"]), str(DIR / row["vnnlib"]))

@@ -23,8 +23,8 @@ import onnx
 from numpy.lib.stride_tricks import sliding_window_view
 from onnx import numpy_helper
 
-from verifier.certcheck.float_error import SAFETY, merged_gamma, shifted_gamma
-from verifier.certcheck.rounding import FLOAT32_UNIT, UNIT, gamma, gamma32, inflate
+from verifier.certcheck.float_error import dot_product_gamma, merged_gamma, shifted_gamma
+from verifier.certcheck.rounding import FLOAT32_UNIT, UNIT, gamma, inflate
 
 
 class CheckerError(Exception):
@@ -54,9 +54,9 @@ class Linear:
         return self.lin(mag, "abs")
 
     def rounding(self, mag: np.ndarray) -> np.ndarray:
-        """SAFETY times the bound on |float32 result - exact result| (rows of mag), rounded up."""
+        """The bound on |float32 result - exact result| (rows of mag), rounded up."""
         size = self.round_abs(mag) + self.round_bias
-        return inflate(SAFETY * self.round_gamma * size, self.fan_in + 2)
+        return inflate(self.round_gamma * size, self.fan_in + 2)
 
     kind = "linear"
     bias: np.ndarray | None = None
@@ -107,8 +107,8 @@ class Dense(Linear):
         self.fan_out = self.W.shape[1]
         self.n_in = self.lead * self.W.shape[0]
         self.n_out = self.lead * self.W.shape[1]
-        if self.round_W is None:  # one float32 matmul: gamma_{k+2} (one rounding more for Gemm's alpha)
-            self.round_gamma = gamma32(self.W.shape[0] + 2)
+        if self.round_W is None:  # one float32 matmul (float_error.dot_product_gamma)
+            self.round_gamma = dot_product_gamma(self.W.shape[0])
             self.round_bias = 0.0 if self.bias is None else np.abs(self.bias)
 
     def round_abs(self, mag):
@@ -153,7 +153,7 @@ class Conv(Linear):
         self.fan_out = (self.W.shape[0] // self.groups) * self.W.shape[2] * self.W.shape[3]
         self.n_in = int(np.prod(self.in_chw))
         self.n_out = int(np.prod(self.out_chw))
-        self.round_gamma = gamma32(window + 2)  # a dot product per output (im2col)
+        self.round_gamma = dot_product_gamma(window)  # a dot product per output (im2col)
         if self.bias is not None:
             self.bias = np.repeat(self.bias, self.out_chw[1] * self.out_chw[2])
             self.round_bias = np.abs(self.bias)
