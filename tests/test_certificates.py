@@ -95,6 +95,38 @@ def test_checker_imports_nothing_from_the_verifier():
     assert all(m == "verifier" or m.startswith("verifier.certcheck") for m in modules), modules
 
 
+def test_checker_reads_onnx_without_the_onnx_package(tmp_path):
+    """The checker's protobuf reading (no `import onnx`, whose start-up costs half a second)
+    gives onnx's own tensors and attributes on every model family of the factory, and a later
+    `import onnx` in the same process still works."""
+    path = factory.save(factory.gen_conv2d(np.random.default_rng(1)), tmp_path / "m.onnx")
+    code = ("import sys; from verifier.certcheck import onnx_proto; "
+            f"m = onnx_proto.load_model({str(path)!r}); "
+            "assert 'onnx' not in sys.modules and 'ml_dtypes' not in sys.modules; "
+            "import onnx; assert onnx.load(" + repr(str(path)) + ").graph.node[0].op_type == m.graph.node[0].op_type")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from verifier.certcheck import onnx_proto
+
+    rng = np.random.default_rng(2)
+    generators = [factory.gen_gemm, factory.gen_conv2d, factory.gen_conv1d, factory.gen_batchnorm,
+                  factory.gen_maxpool, factory.gen_pad, factory.gen_reshape, factory.gen_slice]
+    for i, generate in enumerate(generators):
+        path = factory.save(generate(rng), tmp_path / f"g{i}.onnx")
+        mine, theirs = onnx_proto.load_model(str(path)), onnx.load(str(path))
+        for a, b in zip(mine.graph.initializer, theirs.graph.initializer):
+            expected = numpy_helper.to_array(b)
+            got = onnx_proto.to_array(a)
+            assert got.dtype == expected.dtype and np.array_equal(got, expected)
+        for n, m in zip(mine.graph.node, theirs.graph.node):
+            for a, b in zip(n.attribute, m.attribute):
+                got, expected = onnx_proto.attribute_value(a), helper.get_attribute_value(b)
+                assert str(got) == str(expected)
+
+
 def test_reader_matches_onnxruntime_and_bounds_contain_samples(tmp_path):
     rng = np.random.default_rng(0)
     generators = [factory.gen_gemm, factory.gen_matmul, factory.gen_matmul_const_left, factory.gen_conv2d,

@@ -19,9 +19,8 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import onnx
 from numpy.lib.stride_tricks import sliding_window_view
-from onnx import numpy_helper
+from verifier.certcheck import onnx_proto
 
 from verifier.certcheck.float_error import dot_product_gamma, merged_gamma, shifted_gamma
 from verifier.certcheck.rounding import FLOAT32_UNIT, UNIT, gamma, inflate
@@ -351,13 +350,13 @@ class _Reader:
         self.path = path
         self.graph = model.graph
         self.constants: dict[str, np.ndarray] = {
-            t.name: numpy_helper.to_array(t).astype(np.float64) if _is_float(t.data_type)
-            else numpy_helper.to_array(t) for t in self.graph.initializer}
+            t.name: onnx_proto.to_array(t).astype(np.float64) if _is_float(t.data_type)
+            else onnx_proto.to_array(t) for t in self.graph.initializer}
         inputs = [i for i in self.graph.input if i.name not in self.constants]
         if len(inputs) != 1:
             self.fail(f"the checker needs exactly one model input, found {len(inputs)}")
         self.input = inputs[0]
-        if self.input.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+        if self.input.type.tensor_type.elem_type != onnx_proto.FLOAT:
             self.fail("the model input is not float32 (the checker's float32 error bound needs it)")
         self.shape = tuple(d.dim_value if d.dim_value > 0 else 1 for d in self.input.type.tensor_type.shape.dim)
         self.head = self.input.name  # the tensor the chain has reached
@@ -408,18 +407,18 @@ class _Reader:
 
 
 def _is_float(data_type: int) -> bool:
-    return data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16)
+    return data_type in (onnx_proto.FLOAT, onnx_proto.DOUBLE, onnx_proto.FLOAT16)
 
 
 def _attributes(node) -> dict:
-    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    return {a.name: onnx_proto.attribute_value(a) for a in node.attribute}
 
 
 def _constant(r: _Reader, node):
     value = _attributes(node).get("value")
     if value is None:
         r.node_fail(node, "only the 'value' form of Constant is supported")
-    array = numpy_helper.to_array(value)
+    array = onnx_proto.to_array(value)
     r.constants[node.output[0]] = array.astype(np.float64) if _is_float(value.data_type) else array
 
 
@@ -558,7 +557,7 @@ _HANDLERS = {
 
 def read_network(path: str) -> Network:
     try:
-        model = onnx.load(path)
+        model = onnx_proto.load_model(path)
     except Exception as e:  # onnx raises several types for a bad file
         raise CheckerError(f"{path}: not a readable ONNX model ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
     return _Reader(path, model).read()
