@@ -549,3 +549,22 @@ def test_affine_ibp_with_infinite_input_bounds():
     expected_lower = torch.where(torch.as_tensor(W) > 0, l.unsqueeze(-1), u.unsqueeze(-1)) * torch.as_tensor(W)
     expected_lower = torch.where(torch.as_tensor(W) == 0, 0.0, expected_lower).sum(1)
     assert torch.equal(torch.isinf(lower), torch.isinf(expected_lower))
+
+
+@pytest.mark.parametrize("method", ["ibp", "crown"])
+def test_unbounded_factors_give_infinite_bounds_not_nan(method, tmp_path):
+    """A product of variables with an unbounded factor (1/x over a box around 0, as in
+    cctsdb_yolo's normalisation) has an infinite float32 rounding bound; 0 * inf in the rule
+    or in the backward pass must not turn the bounds into NaN (a NaN compares False with every
+    threshold, so it looked like no bound and printed as nan). The scalar output node with a
+    one-element shift is cctsdb_yolo's shape as well."""
+    b = OnnxBuilder([2])
+    x = b.add("Slice", [b.input, b.const(np.array([0])), b.const(np.array([1]))])
+    w = b.add("Slice", [b.input, b.const(np.array([1])), b.const(np.array([2]))])
+    product = b.add("Mul", [b.add("Reciprocal", [x]), w])
+    y = b.add("Add", [b.add("Squeeze", [b.add("Mul", [product, b.const(np.zeros(1, dtype=np.float32))])]),
+                      b.const(np.array([0.5], dtype=np.float32))])
+    path = factory.save(b.model(y), tmp_path / "unbounded.onnx")
+    lower, upper = bounds(path, (np.array([-1.0, 1.0]), np.array([1.0, 2.0])), method=method)
+    assert not np.isnan(lower).any() and not np.isnan(upper).any()
+    assert (lower <= 0.5).all() and (upper >= 0.5).all()

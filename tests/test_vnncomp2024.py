@@ -74,13 +74,14 @@ def _sampled(row):
 @pytest.mark.parametrize("method", ["ibp", "crown"])
 def test_bounds_contain_onnxruntime_outputs(row, method):
     """`cli.py bounds --method ibp|crown` on the spec's box (the float32 rounding charged):
-    finite where CROWN is, and containing onnxruntime's outputs at the sampled points."""
+    never NaN, containing onnxruntime's outputs at the sampled points, and CROWN's finite
+    wherever IBP's are (cctsdb_yolo's ArgMax and Where have no relaxation: infinite there)."""
     _, graph, region, x, reference = _sampled(row)
     inside = ((x.reshape(len(x), -1) >= region.lo) & (x.reshape(len(x), -1) <= region.hi)).all(1)
     lower, upper = model_bounds(graph, region, method=method)
-    assert (lower <= upper).all()
+    assert (lower <= upper).all()  # False for NaN
     assert (reference[inside] >= lower).all() and (reference[inside] <= upper).all()
-    if method == "crown":
+    if method == "crown" and np.isfinite(model_bounds(graph, region, method="ibp")).all():
         assert np.isfinite(lower).all() and np.isfinite(upper).all()
 
 

@@ -80,7 +80,9 @@ def local_rounding(node, bounds_of) -> torch.Tensor | None:
         r = rule.float_error(node, [torch.zeros_like(m) for m in magnitudes], magnitudes, *extra)
     except NotImplementedError:
         return None
-    return torch.as_tensor(r, dtype=magnitudes[0].dtype, device=magnitudes[0].device)
+    r = torch.as_tensor(r, dtype=magnitudes[0].dtype, device=magnitudes[0].device)
+    # 0 * inf in a rule (a zero input error times an unbounded magnitude) is NaN: no bound at all
+    return r.nan_to_num(nan=float("inf"))
 
 
 def missing_error_rules(graph: Graph) -> list[str]:

@@ -145,8 +145,7 @@ def backward(state: BoundState, start: str, C: torch.Tensor, record: dict | None
             record[node.name] = lam
         r = state.rounding(node) if rounding else None
         if r is not None:
-            bias = bias - torch.einsum("bmn,bn->bm", lam.abs().reshape(*lam.shape[:2], -1),
-                                       r.reshape(r.shape[0], -1))
+            bias = bias - _rounding_charge(lam, r)
         alpha = state.alphas.get(node.name) if use_parameters else None
         lam_inputs, node_bias = RULES[node.op].backward(node, lam, state, alpha)
         if node_bias is not None:
@@ -162,6 +161,14 @@ def backward(state: BoundState, start: str, C: torch.Tensor, record: dict | None
     if lam_x is None:
         return bias
     return bias + concretize_lower(lam_x, state.lo, state.hi)
+
+
+def _rounding_charge(lam: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """|lam| . r (B, m); an unbounded rounding (r = inf) costs nothing where no row reads it."""
+    lam_abs, r = lam.abs().reshape(*lam.shape[:2], -1), r.reshape(r.shape[0], -1)
+    if torch.isfinite(r).all():
+        return torch.einsum("bmn,bn->bm", lam_abs, r)
+    return torch.where(lam_abs == 0, 0.0, lam_abs * r.unsqueeze(1)).sum(-1)
 
 
 def concretize_lower(lam: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:

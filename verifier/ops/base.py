@@ -115,4 +115,6 @@ def lam_to_input_shape(lam: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Te
 
 def bias_of(lam: torch.Tensor, const: torch.Tensor) -> torch.Tensor:
     """lam . const summed over the per-sample dims: (B, m)."""
+    if const.numel() == 1:  # a one-element constant of any rank, even beside a scalar node
+        const = const.reshape(())
     return lam.reshape(*lam.shape[:2], -1) @ const.broadcast_to(lam.shape[2:]).flatten()

@@ -40,7 +40,7 @@ def weighted_sum(lam: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     product = lam * b
     if not torch.isfinite(b).all():
         product = torch.where(lam == 0, 0.0, product)
-    return product.flatten(2).sum(-1)
+    return product.reshape(*product.shape[:2], -1).sum(-1)  # a scalar node's lam is (B, m)
 
 
 def line_image(a_lo, b_lo, a_up, b_up, fns):
