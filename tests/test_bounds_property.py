@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import cached_models
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -16,7 +17,6 @@ from verifier.boundprop.engine import crown, ibp
 from verifier.boundprop.forward import forward_bounds
 from verifier.float_error import real_valued_network
 from verifier.graph.evaluate import evaluate
-from verifier.graph.onnx_loader import load_onnx
 from verifier.ops import RULES
 from verifier.ops.activation import Sigmoid, Tanh, relu_relaxation, upper_line
 
@@ -38,15 +38,8 @@ def few(n: int):
 @pytest.fixture(scope="module")
 def graphs(tmp_path_factory):
     """(family, seed) -> Graph in float64, built once per module."""
-    directory = tmp_path_factory.mktemp("models")
-    cache = {}
-
-    def get(family, seed):
-        if (family, seed) not in cache:
-            cache[family, seed] = load_onnx(factory.make(family, seed, directory)).to(torch.float64)
-        return cache[family, seed]
-
-    return get
+    get = cached_models(tmp_path_factory, factory.make, "models")
+    return lambda family, seed: get(family, seed)[1]
 
 
 def random_box(rng, n: int, width: str, batch: int | None = None):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import cached_models
 import torch
 from onnx import TensorProto
 
@@ -31,16 +32,7 @@ TOL = 1e-9
 @pytest.fixture(scope="module")
 def graphs(tmp_path_factory):
     """(family, seed) -> (path, Graph in float64), built once per module."""
-    directory = tmp_path_factory.mktemp("index_models")
-    cache = {}
-
-    def get(family, seed):
-        if (family, seed) not in cache:
-            path = factory.make(family, seed, directory)
-            cache[family, seed] = path, load_onnx(path).to(torch.float64)
-        return cache[family, seed]
-
-    return get
+    return cached_models(tmp_path_factory, factory.make, "index_models")
 
 
 # --- evaluation ---------------------------------------------------------------------------------

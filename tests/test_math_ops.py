@@ -10,6 +10,7 @@ import math
 import numpy as np
 import onnx
 import pytest
+from conftest import cached_models
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,7 +21,7 @@ from onnx_factory import one_torch_thread  # noqa: F401  (a fixture)
 from onnx_factory import OnnxBuilder, run_onnxruntime
 from test_bounds_property import few
 from verifier.api import bounds
-from verifier.boundprop.engine import BoundState, backward, crown, ibp
+from verifier.boundprop.engine import backward, crown, ibp
 from verifier.boundprop.forward import forward_bounds
 from verifier.errors import UserError
 from verifier.float_error import output_error
@@ -40,16 +41,7 @@ RELATIVE_TOL = 1e-9
 
 @pytest.fixture(scope="module")
 def graphs(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("math_models")
-    cache = {}
-
-    def get(family, seed):
-        if (family, seed) not in cache:
-            path = math_factory.make(family, seed, directory)
-            cache[family, seed] = (path, load_onnx(path).to(torch.float64))
-        return cache[family, seed]
-
-    return get
+    return cached_models(tmp_path_factory, math_factory.make, "math_models")
 
 
 def random_box(rng, n: int, width: str, batch: int | None = None):

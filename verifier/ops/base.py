@@ -91,6 +91,17 @@ class LinearRule(Rule):
         return a_c - a_r, b_c - b_r, a_c + a_r, b_c + b_r
 
 
+class NonnegativeLinearRule(LinearRule):
+    """A linear op with no constant term and nonnegative coefficients (moving or summing
+    values): its linear part and its absolute form are the op itself."""
+
+    def linear_part(self, node, x):
+        return self.forward(node, x)
+
+    def forward_abs(self, node, r):
+        return self.forward(node, r)
+
+
 def on_coefficients(op, a: torch.Tensor) -> torch.Tensor:
     """Apply a per-sample op to coefficients (B, n_in, *shape), folding n_in into the batch."""
     out = op(a.reshape(a.shape[0] * a.shape[1], *a.shape[2:]))

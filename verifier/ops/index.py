@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 from verifier.float32 import gamma
-from verifier.ops.base import LinearRule
+from verifier.ops.base import LinearRule, NonnegativeLinearRule
 
 
 class Take(LinearRule):
@@ -58,17 +58,11 @@ class Take(LinearRule):
         return self.forward_abs(node, e) + gamma(4 * k) * self._apply(node, m, (weight != 0).to(m.dtype))
 
 
-class Place(LinearRule):
+class Place(NonnegativeLinearRule):
     def forward(self, node, x):
         out = x.new_zeros(x.shape[0], math.prod(node.shape))
         out[:, node.tensors["position"]] = x.reshape(x.shape[0], -1)
         return out.reshape(x.shape[0], *node.shape)
-
-    def linear_part(self, node, x):
-        return self.forward(node, x)
-
-    def forward_abs(self, node, r):
-        return self.forward(node, r)
 
     def backward(self, node, lam, state, alpha=None):
         in_shape = state.shape_of(node.inputs[0])

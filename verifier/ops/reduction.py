@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from verifier.float32 import gamma
-from verifier.ops.base import LinearRule
+from verifier.ops.base import NonnegativeLinearRule
 
 
 def _dims(node, lead: int) -> list[int]:
@@ -10,17 +10,11 @@ def _dims(node, lead: int) -> list[int]:
     return [axis + lead for axis in node.attrs["axes"]]
 
 
-class ReduceSum(LinearRule):
+class ReduceSum(NonnegativeLinearRule):
     """attrs: axes (per-sample axes, sorted), keepdims."""
 
     def forward(self, node, x):
         return x.sum(dim=_dims(node, 1), keepdim=node.attrs["keepdims"])
-
-    def linear_part(self, node, x):
-        return self.forward(node, x)
-
-    def forward_abs(self, node, r):
-        return self.forward(node, r)
 
     def backward(self, node, lam, state, alpha=None):
         in_shape = state.shape_of(node.inputs[0])
