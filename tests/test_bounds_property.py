@@ -238,6 +238,76 @@ def test_crown_is_exact_on_affine_graphs(graphs):
     assert checked >= 10, f"only {checked} affine graphs among the generated ones"
 
 
+# --- CROWN within its tightening budget (the large networks) ------------------------------------
+
+@pytest.mark.parametrize("share", [0.0, 0.3])
+@pytest.mark.parametrize("family", ["conv_bn_pool_dense", "residual_conv", "sigmoid_tanh_mlp"])
+def test_crown_past_its_budget_stays_sound(graphs, family, share, monkeypatch):
+    """Where the intermediate CROWN passes would cost more than TIGHTENING_BUDGET, crown tightens
+    the nodes that fit in topological order and leaves the others at their IBP (or forward-mode)
+    bounds: every bound still holds, the output's too, and fewer nodes were tightened than
+    full CROWN tightens (the budget took effect)."""
+    from verifier.boundprop import engine
+
+    graph = graphs(family, 0)
+    rng = np.random.default_rng(2)
+    lo, hi = (torch.as_tensor(side).unsqueeze(0) for side in random_box(rng, graph.input_size, "medium"))
+    tightened, tighten = [], engine.tighten
+    monkeypatch.setattr(engine, "tighten", lambda state, name, **kw: tightened.append(name) or tighten(state, name, **kw))
+    crown(graph, lo, hi)
+    full_count = len(tightened)
+    monkeypatch.setattr(engine, "TIGHTENING_BUDGET", share * engine.crown_multiply_adds(ibp(graph, lo, hi), 0))
+    budgeted = crown(graph, lo, hi)
+    assert len(tightened) - full_count < full_count
+    x = torch.as_tensor(sample_box(rng, lo[0].numpy(), hi[0].numpy(), 2000))
+    values = evaluate(graph, x, keep_all=True)
+    for node in graph.nodes:
+        assert_within(values[node.name], *(t[0] for t in budgeted.bounds[node.name]), f"bounds of {node.name}")
+    n = graph.output_size
+    rows = torch.cat([torch.eye(n), -torch.eye(n)]).to(torch.float64).unsqueeze(0)
+    lower = engine.output_lower_bounds(budgeted, rows)[0]
+    assert_within(values[graph.output_name].flatten(1), lower[:n], -lower[n:], "output bounds")
+
+
+def test_tightening_budget_takes_the_nodes_that_fit_in_order(graphs):
+    """Counts decide, in topological order: a node whose passes cost more than what is left is
+    skipped, a later cheaper one still taken."""
+    from verifier.boundprop import engine
+
+    graph = graphs("conv_bn_pool_dense", 0)
+    state = ibp(graph, *(torch.as_tensor(side).unsqueeze(0) for side in random_box(np.random.default_rng(3),
+                                                                                   graph.input_size, "wide")))
+    targets = engine.needs_tight_bounds(graph)
+    costs = {name: engine.TighteningBudget(graph).cost(state, name, only) for name, only in targets.items()}
+    first, *rest = [name for name in targets if costs[name] > 0]
+    budget = engine.TighteningBudget(graph)
+    budget.left = costs[first] - 1
+    assert not budget.spend(state, first, targets[first]) and budget.left == costs[first] - 1
+    cheaper = [name for name in rest if costs[name] < costs[first]]
+    if cheaper:
+        assert budget.spend(state, cheaper[0], targets[cheaper[0]])
+        assert budget.left == costs[first] - 1 - costs[cheaper[0]]
+
+
+def test_large_network_starts_from_forward_mode_when_few_inputs(graphs, monkeypatch):
+    """Past the budget, a network with few inputs (forward mode costing less than the budget)
+    starts from forward-mode bounds: with nothing left to tighten by backward passes, crown's
+    intermediate bounds are forward mode's intersected with IBP."""
+    from verifier.boundprop import engine
+
+    graph = graphs("sigmoid_tanh_mlp", 0)
+    lo, hi = (torch.as_tensor(side).unsqueeze(0) for side in random_box(np.random.default_rng(4),
+                                                                       graph.input_size, "medium"))
+    forward_cost = 2 * graph.input_size * graph.multiply_adds()
+    assert engine.crown_multiply_adds(ibp(graph, lo, hi), 0) > forward_cost, "the family must suit the test"
+    monkeypatch.setattr(engine, "TIGHTENING_BUDGET", forward_cost)
+    monkeypatch.setattr(engine.TighteningBudget, "spend", lambda *args: False)
+    seeded, reference = crown(graph, lo, hi), forward_bounds(graph, lo, hi)
+    for name in engine.needs_tight_bounds(graph):
+        assert torch.allclose(seeded.bounds[name][0], reference.bounds[name][0])
+        assert torch.allclose(seeded.bounds[name][1], reference.bounds[name][1])
+
+
 # --- the linear relaxations of the activations ---------------------------------------------------
 
 def interval_classes(rng, n: int):

@@ -9,8 +9,8 @@ import torch
 import onnx_factory as factory
 from onnx_factory import one_torch_thread  # noqa: F401  (a fixture)
 from verifier.bab import input_split
-from verifier.boundprop.engine import crown
-from verifier.boundprop.forward import forward_bounds
+from verifier.boundprop.engine import crown, crown_multiply_adds
+from verifier.boundprop.forward import forward_bounds, forward_multiply_adds
 from verifier.boundprop.optimize import Spec
 from verifier.graph.onnx_loader import load_onnx
 
@@ -57,7 +57,7 @@ def one_row_spec():
 def test_forward_mode_only_when_far_cheaper(two_input_relu_net, monkeypatch, ratio, expected):
     graph = two_input_relu_net
     lo, hi = root_box([-2.0, -2.0], [2.0, 2.0])
-    forward = input_split.forward_multiply_adds(graph)
+    forward = forward_multiply_adds(graph)
     monkeypatch.setattr(input_split, "_crown_cost_per_box", lambda *args: ratio * forward)
     assert input_split.choose_intermediate_bounds(graph, lo, hi, one_row_spec()) is expected
 
@@ -76,10 +76,10 @@ def test_crown_cost_counts_the_rows_it_bounds(two_input_relu_net):
         l, u = state.bounds[node.name]
         expected += 2 * int(((l < 0) & (u > 0)).sum()) * upto
     expected += graph.multiply_adds()
-    assert input_split.crown_multiply_adds(state, 1) == pytest.approx(expected)
+    assert crown_multiply_adds(state, 1) == pytest.approx(expected)
     point = root_box([0.5, 0.5], [0.5, 0.5])
-    assert input_split.crown_multiply_adds(crown(graph, *point), 1) == graph.multiply_adds()
-    assert input_split.forward_multiply_adds(graph) == 2 * 2 * graph.multiply_adds()
+    assert crown_multiply_adds(crown(graph, *point), 1) == graph.multiply_adds()
+    assert forward_multiply_adds(graph) == 2 * 2 * graph.multiply_adds()
 
 
 def test_probe_boxes_only_within_their_budget(two_input_relu_net, monkeypatch):
@@ -88,7 +88,7 @@ def test_probe_boxes_only_within_their_budget(two_input_relu_net, monkeypatch):
     graph = two_input_relu_net
     lo, hi = root_box([-2.0, -2.0], [2.0, 2.0])
     root_state = crown(graph, lo, hi)
-    root_cost = input_split.crown_multiply_adds(root_state, 1)
+    root_cost = crown_multiply_adds(root_state, 1)
     probed = input_split._crown_cost_per_box(graph, lo, hi, one_row_spec(), root_state)
     assert probed < root_cost, "halves have fewer unstable neurons than the root"
     monkeypatch.setattr(input_split, "_PROBE_MULTIPLY_ADDS", root_cost)
@@ -182,3 +182,17 @@ def test_bounding_boxes_checks_the_deadline(two_input_relu_net, intermediate):
                                 deadline_check=deadline_passed)
     with pytest.raises(_Stop):
         input_split.choose_intermediate_bounds(two_input_relu_net, lo[:1], hi[:1], one_row_spec(), deadline_passed)
+
+
+def test_boxes_per_round_within_the_memory_budget(two_input_relu_net, monkeypatch):
+    """Rounds keep their 1024 boxes on small networks and take fewer where the boxes' linear
+    functions (forward mode: n_in per neuron; backward: two rows) would pass the engine's
+    memory budget."""
+    graph = two_input_relu_net
+    assert input_split.boxes_per_round(graph, crown, one_row_spec(), 1024) == 1024
+    neurons = sum(node.size for node in graph.nodes)
+    monkeypatch.setattr(input_split, "ROUND_ELEMENTS", 2 * 2 * neurons * 10)
+    assert input_split.boxes_per_round(graph, forward_bounds, one_row_spec(), 1024) == 10
+    assert input_split.boxes_per_round(graph, crown, one_row_spec(), 1024) == 10
+    monkeypatch.setattr(input_split, "ROUND_ELEMENTS", 1)
+    assert input_split.boxes_per_round(graph, crown, one_row_spec(), 1024) == 1

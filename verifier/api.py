@@ -38,7 +38,7 @@ def bounds(model, box, method: str = "crown", device: str = "cpu") -> tuple[np.n
     """
     import torch
 
-    from verifier.boundprop.engine import crown, ibp, output_lower_bounds
+    from verifier.boundprop.engine import bound_rows, crown, ibp
 
     graph = load_model(model) if not isinstance(model, Graph) else model
     graph = graph.to(torch.float64, device)
@@ -51,15 +51,15 @@ def bounds(model, box, method: str = "crown", device: str = "cpu") -> tuple[np.n
     if method not in ("crown", "sdp"):
         raise ValueError(f"unknown bound method '{method}' (ibp, crown, sdp)")
     n = graph.output_size
-    eye = torch.eye(n, dtype=torch.float64, device=device)
     if method == "sdp":
         from verifier.sdp import sdp_lower_bounds
 
+        eye = torch.eye(n, dtype=torch.float64, device=device)
         lower = sdp_lower_bounds(graph, lo, hi, torch.cat([eye, -eye])).lower
         return lower[:n].cpu().numpy(), (-lower[n:]).cpu().numpy()
     state = crown(graph, lo, hi)
-    lower = output_lower_bounds(state, torch.cat([eye, -eye]).unsqueeze(0))[0]
-    return lower[:n].cpu().numpy(), (-lower[n:]).cpu().numpy()
+    lower, upper = bound_rows(state, graph.output_name, torch.arange(n, device=device))  # in chunks: TinyYOLO has 21,125
+    return lower[0].cpu().numpy(), upper[0].cpu().numpy()
 
 
 def verify(model_path: str | Path, spec_path: str | Path, timeout: float = 300.0,

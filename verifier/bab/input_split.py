@@ -6,14 +6,14 @@ the minimisers of their linear bounds and their centres are tried as counterexam
 """
 from __future__ import annotations
 
-import itertools
 
 import torch
 
 from verifier.attack.pgd import box_pgd_candidates
 from verifier.bab.common import BabOutcome, try_counterexamples
-from verifier.boundprop.engine import BoundState, crown, needs_tight_bounds, output_lower_bounds, parameter_nodes
-from verifier.boundprop.forward import forward_bounds
+from verifier.boundprop.engine import (BoundState, crown, crown_multiply_adds, needs_tight_bounds,
+                                       output_lower_bounds, parameter_nodes)
+from verifier.boundprop.forward import forward_bounds, forward_multiply_adds
 from verifier.boundprop.optimize import Spec, optimize_bounds
 from verifier.certify.recorder import box_proof
 
@@ -44,6 +44,9 @@ _PGD_STEPS = 10
 _ALPHA_STEPS = 10
 _ALPHA_LR = 0.5
 _ALPHA_AFTER_BOXES = 5_000
+# The most linear-function elements a round's boxes may hold over all nodes (1 GB in float64;
+# cgan's rounds peaked at about 10 times that, with the bounds, relaxations and temporaries).
+ROUND_ELEMENTS = 2 ** 27
 
 
 def bound_boxes(graph, lo, hi, spec: Spec, intermediate=crown, known: dict | None = None,
@@ -116,27 +119,6 @@ def _crown_cost_per_box(graph, lo, hi, spec: Spec, root_state: BoundState, deadl
     return crown_multiply_adds(crown(graph, *_grid_halves(lo, hi, count), deadline_check=deadline_check), rows)
 
 
-def crown_multiply_adds(state: BoundState, rows: int) -> float:
-    """Multiply-adds per box (mean over the state's boxes) of CROWN as `crown` runs it: for each
-    input of a nonlinear node, two rows (lower and upper bound) per neuron it bounds (the
-    unstable ones, where only ReLUs read it) back through the nodes up to it; then `rows` spec
-    rows back through the whole graph."""
-    graph = state.graph
-    upto = dict(zip((n.name for n in graph.nodes), itertools.accumulate(n.multiply_adds for n in graph.nodes)))
-    total = float(rows * graph.multiply_adds())
-    for name, unstable_only in needs_tight_bounds(graph).items():
-        l, u = (t.flatten(1) for t in state.bounds[name])
-        bounded = ((l < 0) & (u > 0)).sum(1).double().mean().item() if unstable_only else l.shape[1]
-        total += 2 * bounded * upto[name]
-    return total
-
-
-def forward_multiply_adds(graph) -> float:
-    """Multiply-adds per box of forward mode: a lower and an upper linear function of the n_in
-    inputs through every node."""
-    return float(2 * graph.input_size * graph.multiply_adds())
-
-
 def _grid_halves(lo, hi, count: int):
     """About `count` boxes tiling the box: halves along each free dimension in turn."""
     free = (hi[0] > lo[0]).nonzero().flatten()
@@ -172,6 +154,7 @@ def input_split_bab(query, region, spec: Spec, batch: int = 1024) -> BabOutcome:
     boxes_bounded = 0
     query.progress = "input split (choosing intermediate bounds)"
     intermediate = choose_intermediate_bounds(graph, lo, hi, spec, query.check_time)
+    batch = boxes_per_round(graph, intermediate, spec, batch)
     # the bounds a box passes on to its halves (forward-mode intermediate bounds ignore them)
     tight = needs_tight_bounds(graph) if intermediate is crown else {}
     proof = box_proof(query, region, spec, "crown" if intermediate is crown else "forward")
@@ -203,6 +186,15 @@ def input_split_bab(query, region, spec: Spec, batch: int = 1024) -> BabOutcome:
             proof.split(chosen_lo, chosen_hi, chosen_dims)
         pending_lo, pending_hi = bisect(chosen_lo, chosen_hi, chosen_dims)
         pending_bounds = {k: (torch.cat([l, l]), torch.cat([u, u])) for k, (l, u) in chosen_bounds.items()}
+
+
+def boxes_per_round(graph, intermediate, spec: Spec, most: int) -> int:
+    """At most `most` boxes a round, fewer where their bounds would pass ROUND_ELEMENTS (cgan:
+    64x64 images): forward mode holds two linear functions of the n_in inputs per neuron and
+    box, a backward pass at least two rows per box and neuron."""
+    neurons = sum(node.size for node in graph.nodes)
+    rows = graph.input_size if intermediate is forward_bounds else max(2, spec.C.shape[-2])
+    return max(1, min(most, ROUND_ELEMENTS // (2 * rows * neurons)))
 
 
 class _Queue:

@@ -13,6 +13,7 @@ charges |lam| . r at each node it passes, so cancellation in later layers is acc
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -23,7 +24,7 @@ from verifier.graph.ir import Graph
 from verifier.ops import RULES
 
 # Largest number of lam elements one backward pass may hold at a node (memory budget).
-_MAX_LAM_ELEMENTS = 2 ** 25
+MAX_LAM_ELEMENTS = 2 ** 25
 # Precision in which relaxation parameters are searched for (2.5 to 3 times faster than float64
 # on a CPU); the bounds kept are recomputed in the state's own precision with what was found.
 SEARCH_DTYPE = torch.float32
@@ -182,7 +183,7 @@ def bound_rows(state: BoundState, name: str, rows: torch.Tensor,
                iterations: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """CROWN lower and upper bounds (B, k) of the elements `rows` (flat indices) of a node;
     with iterations > 0, alpha-CROWN with slopes optimised for these rows."""
-    chunk = max(1, _MAX_LAM_ELEMENTS // (2 * state.batch * _widest(state, name)))
+    chunk = max(1, MAX_LAM_ELEMENTS // (2 * state.batch * _widest(state, name)))
     parts = []
     for part in rows.split(chunk):
         parts.append(_element_bounds(state, name, part.expand(state.batch, -1), iterations))
@@ -309,7 +310,12 @@ def crown(graph: Graph, lo: torch.Tensor, hi: torch.Tensor, state: BoundState | 
     (alpha-CROWN with that many Adam steps per node when iterations > 0). deadline_check, when
     given, is called between backward passes (it raises to stop). With `after`, the nodes up to
     that one keep the state's bounds and only the later ones are tightened. Inputs read by
-    ReLUs only are tightened where unstable, unless every_neuron (tight magnitudes)."""
+    ReLUs only are tightened where unstable, unless every_neuron (tight magnitudes).
+
+    Networks whose intermediate CROWN would cost more than TIGHTENING_BUDGET multiply-adds a box
+    start from forward-mode bounds where those are cheap (few inputs), and each node is then
+    tightened only while the budget lasts (see TighteningBudget)."""
+    fresh = state is None
     state = state or BoundState(graph, lo, hi)
     state.deadline_check = deadline_check
     targets = needs_tight_bounds(graph)
@@ -318,15 +324,93 @@ def crown(graph: Graph, lo: torch.Tensor, hi: torch.Tensor, state: BoundState | 
     if after is not None:
         names = [n.name for n in graph.nodes]
         targets = {k: v for k, v in targets.items() if k in names[names.index(after) + 1:]}
+    budget = TighteningBudget(graph, iterations)
+    if fresh and after is None:
+        _seed_large_network(state, targets, budget)
     for node in graph.nodes:
         l, u = state.ibp_node(node)
         if node.name in state.bounds:  # keep what is already known (e.g. from a parent domain)
             l = torch.fmax(l, state.bounds[node.name][0])
             u = torch.fmin(u, state.bounds[node.name][1])
         state.set_bounds(node.name, l, u)
-        if node.name in targets:
+        if node.name in targets and budget.spend(state, node.name, targets[node.name]):
             tighten(state, node.name, unstable_only=targets[node.name], iterations=iterations)
     return state
+
+
+# Multiply-adds per box (counted by crown_multiply_adds' model, never timed) that the backward
+# passes of `crown`'s intermediate bounds may cost. Every network of ../shared/vnncomp and all
+# but four of ../shared/vnncomp2024 stay below it, so CROWN runs on them unchanged (largest:
+# traffic_signs' 7.2e10, 25 s on the 2-core CPU). cgan's ConvTranspose generators (5e12) and
+# TinyYOLO (4e12) would take hours.
+TIGHTENING_BUDGET = 1e11
+
+
+class TighteningBudget:
+    """Which intermediate nodes `crown` may tighten by backward passes: in topological order,
+    each whose passes (two rows per neuron it bounds, through the nodes up to it) fit in what
+    is left of TIGHTENING_BUDGET; the others keep their IBP (or forward-mode) bounds, which are
+    sound, only looser. The choice follows from counts, so a run takes the same path on any
+    machine."""
+
+    def __init__(self, graph: Graph, iterations: int = 0):
+        self.upto = _multiply_adds_upto(graph)
+        self.passes = 1 + iterations  # alpha-CROWN runs the backward pass once per Adam step
+        self.left = TIGHTENING_BUDGET
+
+    def cost(self, state: BoundState, name: str, unstable_only: bool) -> float:
+        return self.passes * 2 * _bounded_neurons(state, name, unstable_only) * self.upto.get(name, 0)
+
+    def spend(self, state: BoundState, name: str, unstable_only: bool) -> bool:
+        cost = self.cost(state, name, unstable_only)
+        if cost > self.left:
+            return False
+        self.left -= cost
+        return True
+
+
+def _seed_large_network(state: BoundState, targets: dict[str, bool], budget: TighteningBudget) -> None:
+    """Where CROWN's intermediate bounds would overrun the budget on the IBP bounds and forward
+    mode costs less than the budget (cgan: 4 free inputs), start from forward-mode bounds."""
+    from verifier.boundprop.forward import forward_bounds, forward_multiply_adds  # forward imports this module
+
+    graph = state.graph
+    if forward_multiply_adds(graph) > TIGHTENING_BUDGET or any(
+            not hasattr(RULES[node.op], "forward_linear") for node in graph.nodes):
+        return
+    ibp_state = ibp(graph, state.lo, state.hi)
+    if sum(budget.cost(ibp_state, name, only) for name, only in targets.items()) <= TIGHTENING_BUDGET:
+        return
+    seeded = forward_bounds(graph, state.lo, state.hi, deadline_check=state.deadline_check)
+    for name in targets:
+        state.set_bounds(name, *seeded.bounds[name])
+
+
+def crown_multiply_adds(state: BoundState, rows: int) -> float:
+    """Multiply-adds per box (mean over the state's boxes) of CROWN as `crown` runs it without
+    a budget: for each input of a nonlinear node, two rows (lower and upper bound) per neuron it
+    bounds (the unstable ones, where only ReLUs read it) back through the nodes up to it; then
+    `rows` spec rows back through the whole graph."""
+    graph = state.graph
+    upto = _multiply_adds_upto(graph)
+    total = float(rows * graph.multiply_adds())
+    for name, unstable_only in needs_tight_bounds(graph).items():
+        total += 2 * _bounded_neurons(state, name, unstable_only) * upto.get(name, 0)
+    return total
+
+
+def _multiply_adds_upto(graph: Graph) -> dict[str, int]:
+    """Node -> multiply-adds of the nodes up to and including it (one sample); the graph's
+    input, which a nonlinear node may read, costs nothing to bound."""
+    return dict(zip((n.name for n in graph.nodes), itertools.accumulate(n.multiply_adds for n in graph.nodes)))
+
+
+def _bounded_neurons(state: BoundState, name: str, unstable_only: bool) -> float:
+    """How many neurons of a node `tighten` bounds, per box (mean over the boxes)."""
+    l, u = (t.reshape(t.shape[0], -1) for t in state.bounds[name])
+    if not unstable_only:
+        return float(l.shape[1])
+    return ((l < 0) & (u > 0)).sum(1).double().mean().item()
 
 
 def tighten(state: BoundState, name: str, unstable_only: bool, iterations: int = 0) -> None:
@@ -358,7 +442,7 @@ _PAIR_FRACTION = 0.6
 
 def _bound_pairs(state: BoundState, name: str, boxes: torch.Tensor, neurons: torch.Tensor):
     """CROWN lower and upper bounds (P,) of neuron neurons[p] of node `name` in box boxes[p]."""
-    chunk = max(1, _MAX_LAM_ELEMENTS // (2 * _widest(state, name)))
+    chunk = max(1, MAX_LAM_ELEMENTS // (2 * _widest(state, name)))
     parts = [_element_bounds(state.select(box_part), name, neuron_part.unsqueeze(1))
              for box_part, neuron_part in zip(boxes.split(chunk), neurons.split(chunk))]
     return torch.cat([l[:, 0] for l, _ in parts]), torch.cat([u[:, 0] for _, u in parts])

@@ -51,6 +51,12 @@ def forward_bounds(graph: Graph, lo: torch.Tensor, hi: torch.Tensor, deadline_ch
     return state
 
 
+def forward_multiply_adds(graph) -> float:
+    """Multiply-adds per box of forward mode: a lower and an upper linear function of the n_in
+    inputs through every node."""
+    return float(2 * graph.input_size * graph.multiply_adds())
+
+
 def _with_rounding(fns, r):
     """The linear functions moved apart by the node's float32 rounding bound r."""
     if r is None:

@@ -40,6 +40,9 @@ class Node:
             return self.size * self.tensors["W"].shape[0]
         if self.op == "conv":
             return self.size * math.prod(self.tensors["W"].shape[1:])
+        if self.op == "conv_transpose":  # each output element gathers from 1/stride of the kernel
+            W, a = self.tensors["W"], self.attrs
+            return self.size * W.shape[0] // a["groups"] * math.prod(W.shape[2:]) // math.prod(a["stride"])
         return self.size
 
 
