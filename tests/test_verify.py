@@ -136,3 +136,42 @@ def test_piecewise_linear_activations_verify_against_a_grid(seed, tmp_path):
         spec.write_text(box + f"(declare-const Y_0 Real)\n(assert (>= Y_0 {float(threshold)!r}))\n")
         result = verifier.verify(onnx_path, spec, timeout=60)
         assert result.verdict == expected, (threshold, result.stage)
+
+
+def _tiled_spec(path, tiles: int, threshold: float) -> str:
+    """[-1, 1]^2 cut into tiles x tiles boxes, each a region of its own, unsafe where Y_0 >= threshold."""
+    edges = [float(e) for e in np.linspace(-1.0, 1.0, tiles + 1)]
+    boxes = [f"  (and (>= X_0 {a!r}) (<= X_0 {b!r}) (>= X_1 {c!r}) (<= X_1 {e!r}) (>= Y_0 {threshold!r}))\n"
+             for a, b in zip(edges, edges[1:]) for c, e in zip(edges, edges[1:])]
+    path.write_text("(declare-const X_0 Real)\n(declare-const X_1 Real)\n(declare-const Y_0 Real)\n"
+                    f"(assert (or\n{''.join(boxes)}))\n")
+    return str(path)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_many_regions_bounded_together_keep_the_verdicts(seed, tmp_path, monkeypatch):
+    """A spec of 81 regions (more than _MANY_REGIONS) is bounded by CROWN in batches before any
+    attack: the same verdicts as region by region, sat confirmed in onnxruntime."""
+    from verifier import pipeline
+
+    onnx_path, lipschitz = _piecewise_linear_net(tmp_path / "pwl.onnx", seed)
+    axis = np.linspace(-1.0, 1.0, 201)
+    grid = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2).astype(np.float32)
+    session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    top = max(float(session.run(None, {"x": grid[k:k + 1]})[0][0, 0]) for k in range(len(grid)))
+    slack = lipschitz * (axis[1] - axis[0]) / 2
+    for threshold, expected in [(top - 0.01, "sat"), (top + slack + 1e-3, "unsat")]:
+        spec = _tiled_spec(tmp_path / f"{expected}.vnnlib", 9, float(threshold))
+        assert len(parse_vnnlib(spec, n_inputs=2, n_outputs=1)) > pipeline._MANY_REGIONS
+        calls, crown_open_regions = [], pipeline.crown_open_regions
+        monkeypatch.setattr(pipeline, "crown_open_regions", lambda q, r: calls.append(len(r)) or crown_open_regions(q, r))
+        batched = verifier.verify(onnx_path, spec, timeout=60)
+        assert batched.verdict == expected, batched.stage
+        assert calls == [81]
+        if expected == "sat":
+            x = batched.witness.x
+            assert any(np.all(x >= r.lo) and np.all(x <= r.hi) and violates(r, replay(onnx_path, x))
+                       for r in parse_vnnlib(spec, n_inputs=2, n_outputs=1))
+        monkeypatch.setattr(pipeline, "_MANY_REGIONS", 10 ** 6)
+        assert verifier.verify(onnx_path, spec, timeout=60).verdict == expected
+        monkeypatch.undo()

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from verifier.attack.pgd import pgd_candidates
+from verifier.bab.input_split import boxes_per_round
 from verifier.boundprop.engine import crown, output_lower_bounds
 from verifier.boundprop.optimize import Spec
 from verifier.decide import confirm_counterexample, refuted_disjuncts
@@ -154,23 +155,35 @@ def _stages(query: Query) -> Result:
     return _branch_and_bound_all(query, open_regions=outcome)
 
 
+# Specs with more input regions than this (nn4sys lindex: 3,000 boxes) are bounded by CROWN
+# first, many boxes in one batch, and attacked only where CROWN leaves them open: a short
+# attack on each region would cost more than the timeout there.
+_MANY_REGIONS = 64
+
+
 def _attacks_and_crown(query: Query) -> Result | list[Region]:
     """A verdict, or the regions plain CROWN leaves open (no counterexample found)."""
     opts = query.options
-    query.progress = "attack"
-    with attack_threads(query):
-        for region in query.regions:
-            witness = attack(query, region, restarts=min(16, opts.attack_restarts),
-                             steps=min(30, opts.attack_steps), pool_budget=_POOL_BUDGET / 10,
-                             pgd_budget=_PGD_BUDGET / 5)
-            if witness is not None:
-                return query.result("sat", "attack", witness)
+    many = len(query.regions) > _MANY_REGIONS
+    if not many:
+        query.progress = "attack"
+        with attack_threads(query):
+            for region in query.regions:
+                witness = attack(query, region, restarts=min(16, opts.attack_restarts),
+                                 steps=min(30, opts.attack_steps), pool_budget=_POOL_BUDGET / 10,
+                                 pgd_budget=_PGD_BUDGET / 5)
+                if witness is not None:
+                    return query.result("sat", "attack", witness)
     query.progress = "crown"
-    open_regions = []  # with their CROWN bounds, which guide the targeted attack
-    for region in query.regions:
-        state = crown_state(query, region)
-        if not crown_proves(query, region, state):
-            open_regions.append((region, state))
+    # the regions CROWN leaves open, with their CROWN bounds, which guide the targeted attack
+    if many:
+        open_regions = crown_open_regions(query, query.regions)
+    else:
+        open_regions = []
+        for region in query.regions:
+            state = crown_state(query, region)
+            if not crown_proves(query, region, state):
+                open_regions.append((region, state))
     if not open_regions:
         return query.result("unsat", "crown")
     query.progress = "attack"
@@ -373,6 +386,32 @@ def targeted_attack(query: Query, region: Region, state, seed: int):
     per_target = max(1, restarts // len(targets))
     return _first_confirmed(query, region, targeted_candidates(query.graph32, region, targets, per_target,
                                                                _TARGETED_STEPS, query.deadline, seed))
+
+
+def crown_open_regions(query: Query, regions: list[Region]) -> list[tuple[Region, object]]:
+    """The regions plain CROWN does not refute, with their bound states: the boxes of many
+    regions bounded together, as many a batch as input splitting's rounds hold."""
+    graph = query.graph64
+    per_batch = boxes_per_round(graph, crown, query.spec(regions[0]), 1024)
+    open_regions = []
+    for start in range(0, len(regions), per_batch):
+        batch = regions[start:start + per_batch]
+        lo, hi = (torch.as_tensor(np.stack([getattr(r, side) for r in batch]), dtype=torch.float64,
+                                  device=graph.device) for side in ("lo", "hi"))
+        state = crown(graph, lo, hi, deadline_check=query.check_time)
+        specs = [query.spec(region) for region in batch]
+        C = lo.new_zeros(len(batch), max(len(spec.d) for spec in specs), graph.output_size)
+        for i, spec in enumerate(specs):
+            C[i, :len(spec.d)] = spec.C
+        lower = output_lower_bounds(state, C)
+        for i, (region, spec) in enumerate(zip(batch, specs)):
+            if bool(query.refuted(lower[i:i + 1, :len(spec.d)], spec).all()):
+                if query.recorder is not None:
+                    query.recorder.crown_region(region, spec)
+            else:
+                open_regions.append((region, state.select(torch.tensor([i], device=lo.device))))
+        query.check_time()
+    return open_regions
 
 
 def crown_proves(query: Query, region: Region, state) -> bool:
