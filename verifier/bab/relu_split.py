@@ -1,8 +1,10 @@
-"""Branch and bound on ReLU splits (beta-CROWN).
+"""Branch and bound on ReLU splits (beta-CROWN), and on cuts of any other nonlinear node's
+input interval (GenBaB, see cuts.py).
 
-A domain is the region's box plus a set of split neurons (active: x >= 0, inactive: x <= 0).
-Its bound comes from the backward pass with optimised slopes (alpha) and split multipliers
-(beta); intermediate bounds are inherited from the root, tightened only at split neurons.
+A domain is the region's box plus a set of split neurons (active: x >= 0, inactive: x <= 0)
+and of cut elements (x >= p or x <= p). Its bound comes from the backward pass with optimised
+slopes (alpha) and split and cut multipliers (beta); intermediate bounds are inherited from the
+root, tightened only at split and cut elements.
 The slopes and multipliers are optimised in float32 (2.5 to 3 times faster than float64 on a
 CPU); the bound a domain keeps is the float64 backward pass with the best of them, so unsat
 is still decided from float64 bounds only.
@@ -13,17 +15,19 @@ children's linear bounds as counterexamples.
 """
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from verifier.bab.common import BabOutcome, try_counterexamples
+from verifier.bab.cuts import cut_children, cut_nodes, cut_scores, cut_tensors
 from verifier.bab.leaf_lp import betas_from, solve_leaf
 from verifier.boundprop.engine import SEARCH_DTYPE, BoundState, crown, needs_tight_bounds
 from verifier.ops import RULES
-from verifier.boundprop.optimize import Spec, initial_alphas, initial_betas, optimize_bounds, relu_nodes
+from verifier.boundprop.optimize import Spec, cut_key, initial_alphas, initial_betas, optimize_bounds, relu_nodes
 from verifier.certify.recorder import relu_split_proof
 
 INTERMEDIATE_ITERATIONS = 10  # alpha-CROWN steps per intermediate node, at the root only
@@ -53,39 +57,52 @@ class Domains:
     bounds: dict  # input of a nonlinear node -> float64 (l, u) (N, *shape)
     splits: dict  # relu node -> (N, *shape) int8: +1 active, -1 inactive, 0 free
     alphas: dict  # relu node -> (N, m, *shape), search precision
-    betas: dict  # pre-activation -> (N, m, *shape), search precision
+    betas: dict  # pre-activation -> (N, m, *shape); cut_key(tensor) -> (N, m, *shape, 2); search precision
     lower: torch.Tensor  # (N, m) best certified (float64) lower bounds of the spec rows
     scores: dict  # relu node -> (N, *shape) branching scores (-inf where not branchable)
     input_lam: torch.Tensor  # (N, m, n_in) input coefficients of the last bound
+    cuts: dict = field(default_factory=dict)  # cut tensor -> (N, *shape) int8 (optimize.LOWER_CUT | UPPER_CUT)
+    cut_scores: dict = field(default_factory=dict)  # cut tensor -> (N, *shape) (-inf where not worth it)
+    cut_points: dict = field(default_factory=dict)  # cut tensor -> (N, *shape) where to cut
+
+    _PER_DOMAIN = ("splits", "scores", "cuts", "cut_scores", "cut_points")
+    _PER_ROW = ("alphas", "betas")
 
     def __len__(self):
         return len(self.lower)
 
+    def candidate_scores(self) -> torch.Tensor:
+        """(N, k): the scores of every ReLU split, then of every cut, flat."""
+        return torch.cat([s.flatten(1) for s in [*self.scores.values(), *self.cut_scores.values()]], 1)
+
     def branchable(self) -> torch.Tensor:
-        """(N,) whether each domain has a free unstable neuron left to split."""
-        return torch.stack([torch.isfinite(s.flatten(1)).any(1) for s in self.scores.values()]).any(0)
+        """(N,) whether each domain has a free unstable neuron, or an element worth cutting, left."""
+        return torch.isfinite(self.candidate_scores()).any(1)
+
+    def _with(self, per_domain, per_row, bounds, lower, input_lam) -> "Domains":
+        """Domains whose dict fields are per_domain(field name) and per_row(field name)."""
+        fields = {k: per_domain(k) for k in self._PER_DOMAIN}
+        fields.update({k: per_row(k) for k in self._PER_ROW})
+        return Domains(bounds=bounds, lower=lower, input_lam=input_lam, **fields)
 
     def only_rows(self, rows: torch.Tensor) -> "Domains":
         """The same domains, keeping the per-row tensors of the given spec rows only."""
-        pick = lambda d: {k: v[:, rows] for k, v in d.items()}
-        return Domains(self.bounds, self.splits, pick(self.alphas), pick(self.betas),
-                       self.lower[:, rows], self.scores, self.input_lam[:, rows])
+        return self._with(lambda k: getattr(self, k), lambda k: {key: v[:, rows] for key, v in getattr(self, k).items()},
+                          self.bounds, self.lower[:, rows], self.input_lam[:, rows])
 
     def select(self, index: torch.Tensor) -> "Domains":
-        pick = lambda d: {k: v[index] for k, v in d.items()}
-        return Domains({k: (l[index], u[index]) for k, (l, u) in self.bounds.items()},
-                       pick(self.splits), pick(self.alphas), pick(self.betas), self.lower[index],
-                       pick(self.scores), self.input_lam[index])
+        pick = lambda k: {key: v[index] for key, v in getattr(self, k).items()}
+        return self._with(pick, pick, {k: (l[index], u[index]) for k, (l, u) in self.bounds.items()},
+                          self.lower[index], self.input_lam[index])
 
     @staticmethod
     def concat(parts: list["Domains"]) -> "Domains":
         first = parts[0]
-        cat = lambda key: {k: torch.cat([getattr(p, key)[k] for p in parts]) for k in getattr(first, key)}
+        cat = lambda k: {key: torch.cat([getattr(p, k)[key] for p in parts]) for key in getattr(first, k)}
         bounds = {k: (torch.cat([p.bounds[k][0] for p in parts]), torch.cat([p.bounds[k][1] for p in parts]))
                   for k in first.bounds}
-        return Domains(bounds, cat("splits"), cat("alphas"), cat("betas"),
-                       torch.cat([p.lower for p in parts]), cat("scores"),
-                       torch.cat([p.input_lam for p in parts]))
+        return first._with(cat, cat, bounds, torch.cat([p.lower for p in parts]),
+                           torch.cat([p.input_lam for p in parts]))
 
 
 def relu_split_bab(query, region, spec: Spec) -> BabOutcome:
@@ -187,7 +204,8 @@ def _tree(query, region, spec: Spec, root_state: BoundState, domains: Domains,
     bounded = 0
     pre_activation = {n.name: n.inputs[0] for n in relu_nodes(root_state)}
     m = spec.C.shape[0]
-    per_domain = m * sum(max(1, n.size) for n in relu_nodes(root_state)) * 6
+    cut_elements = sum(max(1, math.prod(root_state.shape_of(name))) for name in cut_tensors(root_state.graph))
+    per_domain = m * (sum(max(1, n.size) for n in relu_nodes(root_state)) + 2 * cut_elements) * 6
     batch = int(max(1, min(1024, _MEMORY_ELEMENTS // max(per_domain, 1))))
     while True:
         refuted = query.refuted(domains.lower, spec).all(1)
@@ -231,9 +249,13 @@ def root_domains(state: BoundState, spec: Spec) -> Domains:
     splits = {n.name: torch.zeros_like(state.bounds[n.inputs[0]][0], dtype=torch.int8)
               for n in relu_nodes(state)}
     lower = state.lo.new_full((1, m), float("-inf"))
-    return Domains(bounds, splits, _cast(initial_alphas(state, m), SEARCH_DTYPE),
-                   _cast(initial_betas(state, m), SEARCH_DTYPE), lower, {},
-                   state.lo.new_zeros(1, m, state.graph.input_size, dtype=SEARCH_DTYPE))
+    # cuts are not part of unsat certificates (the checker knows ReLU splits only)
+    cut_names = cut_tensors(state.graph) if state.recorder is None else []
+    cuts = {name: torch.zeros_like(state.bounds[name][0], dtype=torch.int8) for name in cut_names}
+    betas = initial_betas(state, m)
+    betas.update({cut_key(name): state.lo.new_zeros(1, m, *cut.shape[1:], 2) for name, cut in cuts.items()})
+    return Domains(bounds, splits, _cast(initial_alphas(state, m), SEARCH_DTYPE), _cast(betas, SEARCH_DTYPE),
+                   lower, {}, state.lo.new_zeros(1, m, state.graph.input_size, dtype=SEARCH_DTYPE), cuts)
 
 
 def _cast(tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
@@ -243,7 +265,10 @@ def _cast(tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, tor
 def _state_for(root: BoundState, domains: Domains, dtype: torch.dtype = torch.float64) -> BoundState:
     """The domains' bound state (float64 as the root, or the search precision)."""
     n = len(domains)
-    state = BoundState(root.graph, root.lo.expand(n, *root.lo.shape[1:]), root.hi.expand(n, *root.hi.shape[1:]))
+    # a cut of an input that a nonlinear node reads directly shrinks the domain's box
+    lo, hi = domains.bounds.get(root.graph.input_name, (root.lo.expand(n, *root.lo.shape[1:]),
+                                                        root.hi.expand(n, *root.hi.shape[1:])))
+    state = BoundState(root.graph, lo, hi)
     state.bounds.update(domains.bounds)
     state.deadline_check = root.deadline_check
     return state if dtype == state.lo.dtype else state.cast(dtype)
@@ -259,7 +284,7 @@ def _certified(state: BoundState, spec: Spec, domains: Domains, alphas: dict, be
     """Float64 lower bounds (N, m) of the domains (their float64 `state`) with the given (search
     precision) parameters."""
     lower, _, _ = optimize_bounds(state, spec, 0, alphas=_cast(alphas, torch.float64),
-                                  betas=_cast(betas, torch.float64), splits=domains.splits)
+                                  betas=_cast(betas, torch.float64), splits=domains.splits, cuts=domains.cuts)
     return lower
 
 
@@ -268,18 +293,20 @@ def bound_domains(root: BoundState, spec: Spec, domains: Domains, iterations: in
     float64, and compute their branching scores."""
     exact = _state_for(root, domains)
     state = exact.cast(SEARCH_DTYPE)
-    relus = relu_nodes(state)
-    record = {n.name: None for n in relus}
+    record = {n.name: None for n in [*relu_nodes(state), *cut_nodes(state.graph)]}
     record[state.graph.input_name] = None
     _, alphas, betas = optimize_bounds(
         state, _search_spec(spec, domains.lower), iterations,
         alphas={k: v.clone() for k, v in domains.alphas.items()},
-        betas={k: v.clone() for k, v in domains.betas.items()}, splits=domains.splits, record=record)
+        betas={k: v.clone() for k, v in domains.betas.items()}, splits=domains.splits, record=record,
+        cuts=domains.cuts)
     lower = torch.maximum(_certified(exact, spec, domains, alphas, betas), domains.lower)  # inside its parent
     scores = _babsr_scores(state, spec, lower, domains.splits, record)
+    gains, points = cut_scores(state, lower <= spec.threshold, record) if domains.cuts else ({}, {})
     input_lam = record[state.graph.input_name]
     input_lam = domains.input_lam if input_lam is None else input_lam.detach().flatten(2)
-    return Domains(domains.bounds, domains.splits, alphas, betas, lower, scores, input_lam)
+    return Domains(domains.bounds, domains.splits, alphas, betas, lower, scores, input_lam, domains.cuts,
+                   gains, {k: p.to(torch.float64) for k, p in points.items()})
 
 
 def _babsr_scores(state, spec, lower, splits, record):
@@ -302,7 +329,7 @@ def _branch(root, spec: Spec, domains: Domains, pre_activation: dict[str, str]) 
     """Two children per domain, splitting one neuron active and inactive: among the top
     BaBSR candidates, the one whose worse child has the best plain-CROWN bound (filtered
     smart branching)."""
-    flat = torch.cat([s.flatten(1) for s in domains.scores.values()], 1)
+    flat = domains.candidate_scores()
     top_scores, top = flat.topk(min(FSB_CANDIDATES, flat.shape[1]), dim=1)
     if top.shape[1] == 1:
         return split_children(domains, top[:, 0], pre_activation)
@@ -312,7 +339,7 @@ def _branch(root, spec: Spec, domains: Domains, pre_activation: dict[str, str]) 
     for j in range(top.shape[1]):
         children = split_children(domains, top[:, j], pre_activation)
         lower, _, _ = optimize_bounds(_state_for(root, children, SEARCH_DTYPE), target, 0, alphas=children.alphas,
-                                      betas=children.betas, splits=children.splits)
+                                      betas=children.betas, splits=children.splits, cuts=children.cuts)
         worst = target.disjunct_margins(lower).min(1).values
         quality.append(torch.minimum(worst[:n], worst[n:]))
     quality = torch.stack(quality, 1).masked_fill(torch.isinf(top_scores), float("-inf"))
@@ -321,9 +348,10 @@ def _branch(root, spec: Spec, domains: Domains, pre_activation: dict[str, str]) 
 
 
 def split_children(domains: Domains, neuron: torch.Tensor, pre_activation: dict[str, str]) -> Domains:
-    """Split each domain's neuron (a flat index over all ReLU layers): active children first."""
-    names = list(domains.scores)
-    sizes = [domains.scores[k][0].numel() for k in names]
+    """Split each domain's neuron (a flat index over all ReLU layers, then over all cut
+    tensors, as in candidate_scores): active children (and the upper sides of cuts) first."""
+    names = [*domains.scores, *domains.cut_scores]
+    sizes = [t[0].numel() for t in [*domains.scores.values(), *domains.cut_scores.values()]]
     offsets = torch.tensor([0] + sizes, device=neuron.device).cumsum(0)
     n = len(domains)
     active, inactive = domains.select(torch.arange(n)), domains.select(torch.arange(n))
@@ -333,6 +361,9 @@ def split_children(domains: Domains, neuron: torch.Tensor, pre_activation: dict[
             continue
         rows = in_layer.nonzero().flatten()
         cols = neuron[rows] - offsets[i]
+        if i >= len(domains.scores):
+            cut_children(active, inactive, name, rows, cols, domains.cut_points[name].view(n, -1)[rows, cols])
+            continue
         pre = pre_activation[name]
         for child, sign in ((active, 1), (inactive, -1)):
             child.splits[name] = child.splits[name].clone()

@@ -83,16 +83,54 @@ def split_signs(state: BoundState, splits: dict[str, torch.Tensor]) -> dict[str,
             for name, split in splits.items() if (split != 0).any()}
 
 
+# Cuts of branch and bound beyond ReLU: per tensor, (B, *shape) int8 with these bits set where
+# the element's lower bound l (x >= l) or upper bound u (x <= u) is a cut of the domain.
+LOWER_CUT, UPPER_CUT = 1, 2
+
+
+def cut_key(name: str) -> tuple[str, str]:
+    """The key of a tensor's cut multipliers among the betas (ReLU splits use the name)."""
+    return ("cut", name)
+
+
+def cut_terms(state: BoundState, cuts: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Per cut tensor, (signs, points), each (B, 1, *shape, 2): the cuts written s (x - p) <= 0,
+    s = -1 and p = l for a lower cut, s = +1 and p = u for an upper one, s = 0 where none."""
+    terms = {}
+    for name, cut in cuts.items():
+        if not cut.any():
+            continue
+        lower, upper = ((cut & bit) != 0 for bit in (LOWER_CUT, UPPER_CUT))
+        signs = torch.stack([-lower.to(state.lo.dtype), upper.to(state.lo.dtype)], -1).unsqueeze(1)
+        points = torch.stack(state.bounds[name], -1).unsqueeze(1)
+        terms[name] = (signs, torch.where(signs != 0, points, 0.0))  # no inf * 0 where no cut
+    return terms
+
+
+def _multiplier_terms(betas, signs, cuts):
+    """The lam offsets (beta s on each split or cut tensor) and, per cut tensor, its constant
+    term -sum beta s p (B, m)."""
+    offsets = {name: betas[name] * s for name, s in signs.items()}
+    constants = {}
+    for name, (s, p) in cuts.items():
+        beta = betas[cut_key(name)]
+        offset = (beta * s).sum(-1)
+        offsets[name] = offsets[name] + offset if name in offsets else offset
+        constants[name] = -(beta * s * p).flatten(2).sum(-1)
+    return offsets, constants
+
+
 def optimize_bounds(state: BoundState, spec: Spec, iterations: int,
                     alphas: dict[str, torch.Tensor] | None = None,
                     betas: dict[str, torch.Tensor] | None = None,
                     splits: dict[str, torch.Tensor] | None = None,
                     lr_alpha: float = 0.1, lr_beta: float = 0.05,
-                    record: dict | None = None):
+                    record: dict | None = None, cuts: dict[str, torch.Tensor] | None = None):
     """Returns (best lower bounds (B, m), the alphas and betas that gave them, row by row);
     fills `record` with the lams of the last pass (for branching). With iterations == 0 it is
     plain CROWN with the given slopes. Stops early once every disjunct is refuted in every
-    domain; checks the state's deadline after every pass."""
+    domain; checks the state's deadline after every pass. `cuts` (see cut_terms) get
+    multipliers (B, m, *shape, 2) among the betas, under cut_key(name)."""
     B, m = state.batch, spec.C.shape[-2]
     C = spec.C if spec.C.dim() == 3 else spec.C.expand(B, -1, -1)
     alphas = alphas if alphas is not None else initial_alphas(state, m)
@@ -101,8 +139,12 @@ def optimize_bounds(state: BoundState, spec: Spec, iterations: int,
     for name, s in signs.items():
         if name not in betas:
             betas[name] = s.new_zeros(B, m, *s.shape[2:])
+    cut_signs = cut_terms(state, cuts or {})
+    for name, (s, _) in cut_signs.items():
+        if cut_key(name) not in betas:
+            betas[cut_key(name)] = s.new_zeros(B, m, *s.shape[2:])
     params = [a.requires_grad_(True) for a in alphas.values()]
-    beta_params = [betas[name].requires_grad_(True) for name in signs]
+    beta_params = [betas[name].requires_grad_(True) for name in [*signs, *map(cut_key, cut_signs)]]
     state.alphas = alphas
     groups = [(params, lr_alpha)]
     if beta_params:
@@ -111,8 +153,16 @@ def optimize_bounds(state: BoundState, spec: Spec, iterations: int,
     best = best_alphas = best_betas = None
     for step in range(iterations + 1):
         with torch.set_grad_enabled(step < iterations):
-            state.lam_offsets = {name: betas[name] * s for name, s in signs.items()}
-            lower = output_lower_bounds(state, C, record)
+            state.lam_offsets, constants = _multiplier_terms(betas, signs, cut_signs)
+            seen = dict(record or {}, **dict.fromkeys(constants))
+            lower = output_lower_bounds(state, C, seen)
+            if record is not None:
+                record.update({k: seen[k] for k in record})
+            for name, constant in constants.items():
+                # a cut's term beta s (x - p) is sound only whole: its constant counts only
+                # where the backward pass reached x and took beta s x in
+                if seen[name] is not None:
+                    lower = lower + constant
         if best is None:
             best = lower.detach()
             best_alphas = {k: a.detach().clone() for k, a in alphas.items()}

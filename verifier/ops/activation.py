@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from verifier.ops.base import Rule
+from verifier.ops.branching import ElementwiseBranching
 
 
 class Activation(Rule):
@@ -96,8 +97,10 @@ def relu_relaxation(l, u, lower_slope=None):
 _ORT_APPROXIMATION_ERROR = 1e-6
 
 
-class SShaped(Activation):
+class SShaped(ElementwiseBranching, Activation):
     """Sigmoid and tanh: convex below 0, concave above 0, increasing."""
+
+    special_point = 0.0  # the inflection point
 
     derivative = None
     reflected = None  # h(x) = -f(-x), whose upper line gives f's lower line

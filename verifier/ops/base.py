@@ -44,6 +44,17 @@ class Rule:
     # Only the input elements whose bounds straddle 0 need CROWN's tighter bounds (the
     # relaxation is exact elsewhere: ReLU, Sign).
     tightens_straddling_rows_only = False
+    # Branch and bound may cut this node's input intervals (see branch_gains); ReLU has its own
+    # split rule (verifier/bab/relu_split.py).
+    branchable = False
+
+    def branch_gains(self, node, weights, state):
+        """What splitting one input element is worth: per input, None or (gain, point), each
+        (B, *input shape): the estimated rise of a lower bound whose lam on this node's output
+        has positive part summing to weights[0] and negative part to -weights[1] (each
+        (B, *shape), over the rows still open) when the element's interval [l, u] is cut at
+        `point` into [l, point] and [point, u], lam held fixed (the rise of the worse child)."""
+        raise NotImplementedError
 
 
 class LinearRule(Rule):

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from verifier.float32 import UNIT_ROUNDOFF, gamma
-from verifier.ops.base import Rule, lam_to_input_shape
+from verifier.ops.base import Rule, lam_to_input_shape, sum_to_shape
 from verifier.ops.smooth import rounding, weighted_sum
 
 _EVEN = 0.5  # CROWN's mix of the two planes of each side
@@ -44,6 +44,7 @@ class Mul(Rule):
 
     nonlinear = True
     optimisable = True
+    branchable = True
 
     def forward(self, node, x, y):
         return x * y
@@ -57,6 +58,14 @@ class Mul(Rule):
     def initial_alpha(self, node, state, m: int):
         l = state.bounds[node.inputs[0]][0]
         return l.new_full((l.shape[0], m, *node.shape, 2), _EVEN)
+
+    @torch.no_grad()
+    def branch_gains(self, node, weights, state):
+        """The even mix's planes are off by at most wx wy / 2 on each side (at two corners of
+        the box, wx and wy the widths); halving either input's interval halves that."""
+        (lx, ux), (ly, uy) = (state.bounds[name] for name in node.inputs)
+        gain = (weights[0] + weights[1]) * (ux - lx) * (uy - ly) / 4
+        return [(sum_to_shape(gain, lx.shape), (lx + ux) / 2), (sum_to_shape(gain, ly.shape), (ly + uy) / 2)]
 
     def _planes(self, lx, ux, ly, uy, alpha, beta):
         """(lower: ax, ay, c; upper: ax, ay, c), each of the output's shape (or broadcast)."""
@@ -118,6 +127,7 @@ class MatMulVariables(Rule):
 
     nonlinear = True
     optimisable = True
+    branchable = True
 
     def forward(self, node, x, y):
         return x @ y
@@ -146,6 +156,16 @@ class MatMulVariables(Rule):
     def initial_alpha(self, node, state, m: int):
         l = state.bounds[node.inputs[0]][0]
         return l.new_full((l.shape[0], m, *node.shape, 2), _EVEN)
+
+    @torch.no_grad()
+    def branch_gains(self, node, weights, state):
+        """As for Mul, term by term: output (i, k) holds the terms X[i, j] Y[j, k], each off by
+        at most wX[i, j] wY[j, k] / 2 on each side; halving X[i, j] halves its terms' gaps."""
+        (lx, ux), (ly, uy) = (state.bounds[name] for name in node.inputs)
+        weight, wx, wy = weights[0] + weights[1], ux - lx, uy - ly
+        gain_x = wx * (weight @ wy.transpose(-1, -2)) / 4
+        gain_y = wy * (wx.transpose(-1, -2) @ weight) / 4
+        return [(sum_to_shape(gain_x, lx.shape), (lx + ux) / 2), (sum_to_shape(gain_y, ly.shape), (ly + uy) / 2)]
 
     def backward(self, node, lam, state, alpha=None):
         """With mix weights a (lower) and b (upper) per output (i, j), summed over k:

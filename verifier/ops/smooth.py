@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from verifier.ops.base import Rule
+from verifier.ops.branching import ElementwiseBranching
 
 # Intercepts and interval bounds are widened by this many units of the precision's rounding,
 # relative to the magnitudes involved (values of f, a x), for the rounding of f and of a x.
@@ -56,7 +57,7 @@ def line_image(a_lo, b_lo, a_up, b_up, fns):
             pick(up_a, in_a_up, in_a_lo), pick(a_up, in_b_up, in_b_lo) + b_up)
 
 
-class Smooth(Rule):
+class Smooth(ElementwiseBranching, Rule):
     nonlinear = True
     optimisable = True
     uses_input_bounds = True

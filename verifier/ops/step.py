@@ -27,6 +27,7 @@ from contextlib import contextmanager
 import torch
 
 from verifier.ops.activation import Activation
+from verifier.ops.branching import ElementwiseBranching
 from verifier.ops.exact import connected
 
 _straight_through = [True]
@@ -62,7 +63,7 @@ def _identity_slope(x):
     return torch.ones_like(x)
 
 
-class Step(Activation):
+class Step(ElementwiseBranching, Activation):
     uses_input_bounds = True
     surrogate_slope = staticmethod(_identity_slope)
 
@@ -143,6 +144,7 @@ class Sign(Step):
     fn = staticmethod(torch.sign)
     surrogate_slope = staticmethod(_smoothed_sign_slope)
     tightens_straddling_rows_only = True  # constant on intervals that do not hold 0
+    special_point = 0.0  # the jump
 
     def jump_within(self, l, u):
         return (l <= 0) & (u >= 0)
