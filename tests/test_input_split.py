@@ -202,7 +202,7 @@ def test_points_tried_in_chunks_give_every_disjuncts_margin(two_input_relu_net, 
     """Candidate points are evaluated in chunks (a box round's corners can be millions of
     points): each point's margin is its smallest over the disjuncts of the largest over their
     rows, the same whatever the chunk size."""
-    from verifier.attack.pgd import disjunct_tensors, margins
+    from verifier.attack.pgd import disjunct_margins, disjunct_tensors, margins
     from verifier.bab import common
     from verifier.graph.evaluate import evaluate
     from verifier.spec.region import Disjunct, Region
@@ -213,11 +213,11 @@ def test_points_tried_in_chunks_give_every_disjuncts_margin(two_input_relu_net, 
     region = Region(np.full(2, -2.0), np.full(2, 2.0),
                     [Disjunct(rng.normal(size=(rows, n_out)), rng.normal(size=rows)) for rows in (1, 3, 2)])
     points = torch.as_tensor(rng.uniform(-2, 2, (50, 2)))
-    whole = common._worst_margins(graph, region, points)
-    y = evaluate(graph, points).reshape(50, -1)
     C, d = disjunct_tensors(region, "cpu", torch.float64)
+    whole = disjunct_margins(graph, points, C, d, common.points_per_chunk(graph)).min(1).values
+    y = evaluate(graph, points).reshape(50, -1)
     expected = torch.stack([margins(y, C, d, torch.full((50,), k)) for k in range(3)], 1).min(1).values
     assert torch.allclose(whole, expected)
     monkeypatch.setattr(common, "_EVALUATED_ELEMENTS", 1)
-    assert common._chunk(graph) == 1
-    assert torch.allclose(torch.cat([common._worst_margins(graph, region, p) for p in points.split(1)]), whole)
+    assert common.points_per_chunk(graph) == 1
+    assert torch.allclose(disjunct_margins(graph, points, C, d, common.points_per_chunk(graph)).min(1).values, whole)

@@ -405,10 +405,7 @@ def crown_open_regions(query: Query, regions: list[Region]) -> list[tuple[Region
             C[i, :len(spec.d)] = spec.C
         lower = output_lower_bounds(state, C)
         for i, (region, spec) in enumerate(zip(batch, specs)):
-            if bool(query.refuted(lower[i:i + 1, :len(spec.d)], spec).all()):
-                if query.recorder is not None:
-                    query.recorder.crown_region(region, spec)
-            else:
+            if not _refutes(query, region, spec, lower[i:i + 1, :len(spec.d)]):
                 open_regions.append((region, state.select(torch.tensor([i], device=lo.device))))
         query.check_time()
     return open_regions
@@ -417,7 +414,12 @@ def crown_open_regions(query: Query, regions: list[Region]) -> list[tuple[Region
 def crown_proves(query: Query, region: Region, state) -> bool:
     """CROWN's bounds (`state`, from crown_state) refute every disjunct of the region."""
     spec = query.spec(region)
-    lower = output_lower_bounds(state, spec.C.unsqueeze(0))
+    return _refutes(query, region, spec, output_lower_bounds(state, spec.C.unsqueeze(0)))
+
+
+def _refutes(query: Query, region: Region, spec: Spec, lower: torch.Tensor) -> bool:
+    """Plain CROWN's lower bounds (1, m) of the spec rows refute every disjunct (recorded for a
+    certificate when they do)."""
     proved = bool(query.refuted(lower, spec).all())
     if proved and query.recorder is not None:
         query.recorder.crown_region(region, spec)

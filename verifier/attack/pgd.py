@@ -151,10 +151,15 @@ def _random_points(lo, hi, n, gen):
 def _score_pool(graph, lo, hi, C, d, size, gen, chunk=8192):
     """Random points (P, n) and their margins (P, K) for every disjunct."""
     pool = _random_points(lo, hi, size, gen)
-    K = C.shape[0]
+    return pool, disjunct_margins(graph, pool, C, d, chunk)
+
+
+@torch.no_grad()
+def disjunct_margins(graph, points: torch.Tensor, C: torch.Tensor, d: torch.Tensor, chunk: int) -> torch.Tensor:
+    """Margins (P, K) of points (P, n) for every disjunct (<= 0: violated), evaluated `chunk`
+    points at a time."""
     scores = []
-    for part in pool.split(chunk):
+    for part in points.split(chunk):
         y = evaluate(graph, part).reshape(len(part), -1)
-        rows = torch.einsum("kro,po->pkr", C, y) - d
-        scores.append(rows.amax(-1))
-    return pool, torch.cat(scores).reshape(len(pool), K)
+        scores.append((torch.einsum("kro,po->pkr", C, y) - d).amax(-1))
+    return torch.cat(scores).reshape(len(points), C.shape[0])

@@ -5,7 +5,6 @@ from dataclasses import dataclass
 
 import torch
 
-from verifier.graph.evaluate import evaluate
 from verifier.result import Witness
 
 _MAX_CONFIRMATIONS = 8  # onnxruntime replays per batch of candidates
@@ -22,7 +21,11 @@ class BabOutcome:
 @torch.no_grad()
 def try_counterexamples(query, region, points: torch.Tensor):
     """Evaluate points (N, n) in float64; replay the most violating ones in onnxruntime."""
-    best = torch.cat([_worst_margins(query.graph64, region, part) for part in points.split(_chunk(query.graph64))])
+    from verifier.attack.pgd import disjunct_margins, disjunct_tensors
+
+    graph = query.graph64
+    C, d = disjunct_tensors(region, graph.device, torch.float64)
+    best = disjunct_margins(graph, points.to(graph.device, torch.float64), C, d, points_per_chunk(graph)).min(1).values
     order = best.argsort()
     for i in order[:_MAX_CONFIRMATIONS]:
         if best[i] > 0:
@@ -38,15 +41,5 @@ def try_counterexamples(query, region, points: torch.Tensor):
 _EVALUATED_ELEMENTS = 2 ** 26
 
 
-def _chunk(graph) -> int:
+def points_per_chunk(graph) -> int:
     return max(1, _EVALUATED_ELEMENTS // sum(node.size for node in graph.nodes))
-
-
-def _worst_margins(graph, region, points: torch.Tensor) -> torch.Tensor:
-    """(N,) the smallest margin over the region's disjuncts at each point (<= 0: violated)."""
-    from verifier.attack.pgd import disjunct_tensors
-
-    y = evaluate(graph, points.to(graph.device, torch.float64)).reshape(len(points), -1)
-    C, d = disjunct_tensors(region, graph.device, torch.float64)
-    rows = (y @ C.reshape(-1, C.shape[-1]).T - d.flatten()).reshape(len(y), *d.shape)
-    return rows.amax(-1).min(1).values

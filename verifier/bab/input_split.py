@@ -6,7 +6,6 @@ the minimisers of their linear bounds and their centres are tried as counterexam
 """
 from __future__ import annotations
 
-
 import torch
 
 from verifier.attack.pgd import box_pgd_candidates

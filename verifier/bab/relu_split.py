@@ -15,7 +15,6 @@ children's linear bounds as counterexamples.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -204,7 +203,7 @@ def _tree(query, region, spec: Spec, root_state: BoundState, domains: Domains,
     bounded = 0
     pre_activation = {n.name: n.inputs[0] for n in relu_nodes(root_state)}
     m = spec.C.shape[0]
-    cut_elements = sum(max(1, math.prod(root_state.shape_of(name))) for name in cut_tensors(root_state.graph))
+    cut_elements = sum(cut[0].numel() for cut in domains.cuts.values())
     per_domain = m * (sum(max(1, n.size) for n in relu_nodes(root_state)) + 2 * cut_elements) * 6
     batch = int(max(1, min(1024, _MEMORY_ELEMENTS // max(per_domain, 1))))
     while True:
